@@ -1,0 +1,1 @@
+"""The composition root: the `coldchain` CLI and the local service launcher."""

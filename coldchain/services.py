@@ -1,0 +1,259 @@
+"""Start private Mosquitto and InfluxDB 1.x servers on free loopback ports.
+
+Used by the test harness (once per session) and by ``coldchain demo``. Each server gets
+its own folder with its own config file, data and log; nothing touches the system
+services or the default ports 1883/8086. Both configs raise the limits that silently lose
+data in the defaults (research/perf-limits.md §2.5): Mosquitto's ``max_queued_messages``
+1000 drops QoS 1 messages queued for a slow or offline persistent client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+
+class ServiceError(RuntimeError):
+    """A local server could not be found, started or stopped."""
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary(name: str, *extra_dirs: str) -> str:
+    """The path of ``name`` on PATH or in the Debian sbin/bin folders."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in (*extra_dirs, "/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"):
+        candidate = Path(folder) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise ServiceError(
+        f"{name} not found; run ./scripts/ensure-system-deps.sh (make test/demo does it)"
+    )
+
+
+class _Server:
+    """A child process with a folder, a port, start/stop/restart and a context manager."""
+
+    name = "server"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = self.root / f"{self.name}.log"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while running."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start and wait until the server answers."""
+        if self.running:
+            return
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self._command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = self._log.read_text(errors="replace")[-2000:]
+                raise ServiceError(f"{self.name} exited with {self._proc.returncode}:\n{tail}")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServiceError(f"{self.name} did not answer on port {self.port} in {timeout:.0f}s")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, wait, then SIGKILL if it will not go."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no chance to save state."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs (connections open, no answers)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Stop, then start on the same port with the same data."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class Mosquitto(_Server):
+    """A private Mosquitto 2.x broker with persistence (sessions survive restarts)."""
+
+    name = "mosquitto"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.config = self.root / "mosquitto.conf"
+        data = self.root / "data"
+        data.mkdir(exist_ok=True)
+        self.config.write_text(
+            "\n".join(
+                [
+                    f"listener {self.port} 127.0.0.1",
+                    "allow_anonymous true",
+                    "persistence true",
+                    f"persistence_location {data}/",
+                    # Save the session store every few seconds, not only at shutdown.
+                    "autosave_interval 5",
+                    # 0 = unlimited. The default 1000 silently drops QoS 1 messages queued
+                    # for our persistent session while the ingester is down or slow.
+                    "max_queued_messages 0",
+                    "max_queued_bytes 0",
+                    # MQTT 3.1.1 clients: in-flight window; MQTT 5 clients (our ingester)
+                    # set their own Receive Maximum.
+                    "max_inflight_messages 1000",
+                    "log_dest stderr",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "",
+                ]
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        """``mqtt://127.0.0.1:<port>``."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        return [find_binary("mosquitto"), "-c", str(self.config)]
+
+    def _ready(self) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+        ):
+            return True
+        return False
+
+
+class InfluxDB(_Server):
+    """A private InfluxDB 1.x server (``influxd``) with its own meta, data and WAL."""
+
+    name = "influxd"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.rpc_port = free_port()
+        self.config = self.root / "influxd.conf"
+        self.config.write_text(
+            f"""reporting-enabled = false
+bind-address = "127.0.0.1:{self.rpc_port}"
+
+[meta]
+  dir = "{self.root / "meta"}"
+
+[data]
+  dir = "{self.root / "data"}"
+  wal-dir = "{self.root / "wal"}"
+  index-version = "inmem"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[continuous_queries]
+  enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+  pprof-enabled = false
+
+[ifql]
+  enabled = false
+  bind-address = "127.0.0.1:{free_port()}"
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+"""
+        )
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        return [find_binary("influxd"), "-config", str(self.config)]
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as response:  # noqa: S310
+                return int(response.status) in (200, 204)
+        except (urllib.error.URLError, OSError):
+            return False

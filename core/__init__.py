@@ -1,0 +1,1 @@
+"""Shared domain: types, clock, settings, chain file, registry, InfluxDB adapter."""

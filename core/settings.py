@@ -1,0 +1,201 @@
+"""Settings from ``COLDCHAIN_*`` / ``TWILIO_*`` environment variables and an optional YAML file.
+
+Precedence: environment over the ``--config`` file over defaults. Bad values fail at start-up
+with a :class:`~core.errors.ConfigError` that names the setting (``COLDCHAIN_MQTT_URL: ...``)
+and never echoes a secret.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from core.errors import ConfigError
+
+# Setting name -> environment variable. The YAML file uses the setting names as keys.
+ENV_NAMES: dict[str, str] = {
+    "mqtt_url": "COLDCHAIN_MQTT_URL",
+    "mqtt_client_id": "COLDCHAIN_MQTT_CLIENT_ID",
+    "influx_url": "COLDCHAIN_INFLUX_URL",
+    "influx_db": "COLDCHAIN_INFLUX_DB",
+    "influx_token": "COLDCHAIN_INFLUX_TOKEN",
+    "influx_user": "COLDCHAIN_INFLUX_USER",
+    "influx_password": "COLDCHAIN_INFLUX_PASSWORD",
+    "influx_api": "COLDCHAIN_INFLUX_API",
+    "influx_org": "COLDCHAIN_INFLUX_ORG",
+    "influx_bucket": "COLDCHAIN_INFLUX_BUCKET",
+    "db": "COLDCHAIN_DB",
+    "api_bind": "COLDCHAIN_API_BIND",
+    "spool_dir": "COLDCHAIN_SPOOL_DIR",
+    "spool_max_mb": "COLDCHAIN_SPOOL_MAX_MB",
+    "batch_size": "COLDCHAIN_BATCH_SIZE",
+    "batch_interval_ms": "COLDCHAIN_BATCH_INTERVAL_MS",
+    "max_inflight": "COLDCHAIN_MAX_INFLIGHT",
+    "twilio_account_sid": "TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+    "twilio_from": "TWILIO_FROM",
+    "twilio_base_url": "COLDCHAIN_TWILIO_BASE_URL",
+    "public_url": "COLDCHAIN_PUBLIC_URL",
+    "log_level": "COLDCHAIN_LOG_LEVEL",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    """Where and how to reach the broker, parsed from ``COLDCHAIN_MQTT_URL``."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None = None
+
+    def __repr__(self) -> str:  # keep the password out of logs and tracebacks
+        return f"MqttTarget(host={self.host!r}, port={self.port}, tls={self.tls})"
+
+
+class Settings(BaseModel):
+    """Validated configuration of every coldchain service."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # Fixed client id: the broker keeps this persistent session's messages while we are down.
+    mqtt_client_id: str = Field(default="coldchain-ingest", min_length=1, max_length=64)
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = Field(default="coldchain", pattern=r"^[A-Za-z0-9_.\-]+$")
+    influx_token: SecretStr | None = None
+    influx_user: str | None = None
+    influx_password: SecretStr | None = None
+    influx_api: Literal["v1", "v2"] = "v1"
+    influx_org: str | None = None
+    influx_bucket: str | None = None
+    db: Path = Path("coldchain.sqlite3")
+    api_bind: str = "127.0.0.1:8000"
+    spool_dir: Path = Path("var/spool")
+    # 1 GiB holds ~10 M points (about 10 h of 300 stores x 40 sensors at 1/min x 10 quantities);
+    # too small and a long InfluxDB outage stops ingestion (the broker then queues), too large
+    # and the disk fills before anyone notices the outage.
+    spool_max_mb: int = Field(default=1024, ge=1)
+    # 5,000-point batches reach InfluxDB 1.x's best rate on one connection
+    # (research/perf-limits.md §3); larger only adds latency.
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    # Flush at least this often: the floor of publish-to-queryable latency at low rates.
+    batch_interval_ms: int = Field(default=200, ge=1, le=60_000)
+    # Unacknowledged QoS 1 messages the broker may send us (MQTT 5 Receive Maximum). Acks
+    # wait for a durable write, so this must cover a batch plus a write's round trip; too
+    # high and a crash replays more messages (harmless, idempotent) and memory grows.
+    max_inflight: int = Field(default=10_000, ge=1, le=65_535)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str | None = None
+    public_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parse_mqtt_url(value)
+        return value
+
+    @field_validator("influx_url", "twilio_base_url", "public_url")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+    @field_validator("api_bind")
+    @classmethod
+    def _check_bind(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8000")
+        return value
+
+    @property
+    def mqtt(self) -> MqttTarget:
+        """The broker address and credentials."""
+        return parse_mqtt_url(self.mqtt_url)
+
+    @property
+    def api_host_port(self) -> tuple[str, int]:
+        """``api_bind`` split into host and port."""
+        host, _, port = self.api_bind.rpartition(":")
+        return host, int(port)
+
+    @property
+    def twilio_configured(self) -> bool:
+        """True when real SMS can be sent; otherwise messages go to the console notifier."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://...`` (TLS, default port 8883)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError("must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return MqttTarget(
+        host=parts.hostname,
+        port=port,
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Build settings from a YAML file (optional) overlaid with the environment.
+
+    Raises:
+        ConfigError: naming the setting and why it is wrong; secrets are never echoed.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"--config {config_file}: cannot read: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config {config_file}: must be a mapping of setting: value")
+        for key, value in loaded.items():
+            values[str(key)] = value
+            origin[str(key)] = f"{config_file}: {key}"
+    for name, var in ENV_NAMES.items():
+        if var in env and env[var] != "":
+            values[name] = env[var]
+            origin[name] = var
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            where = origin.get(name, ENV_NAMES.get(name, name))
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = f"unknown setting (known: {', '.join(sorted(ENV_NAMES))})"
+            problems.append(f"{where}: {message}")
+        raise ConfigError("; ".join(problems)) from None

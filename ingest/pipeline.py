@@ -1,0 +1,314 @@
+"""From one MQTT message to line-protocol lines: route, decode, validate, enrich.
+
+Runs in paho's network thread for every message, so it is written for speed: the topic
+route is cached, tag strings are precomputed per sensor, readings go straight to text.
+Whatever happens, the message ends in exactly one place, and is acknowledged only once
+that place is durable: InfluxDB (through the writer), or the dead-letter store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.clock import Clock
+from core.lineprotocol import escape_key, format_float, serialize
+from core.registry import DiscoveredDevice, Registry, SensorInfo, payload_text
+from core.types import Fault, Message, Point, Quantity
+from devices import DecodeError, Router
+from ingest.index import SensorIndex
+from ingest.stats import IngestStats
+from ingest.writer import BatchWriter, Rejection
+
+log = logging.getLogger(__name__)
+
+# Device timestamps further ahead of the receive time than this are clock errors: corrected
+# to the receive time and flagged. Too tight and small device clock drift trips it; too
+# loose and future-stamped points hide "now" in Grafana.
+FUTURE_TOLERANCE_MS = 5 * 60 * 1000
+# Older than this is a clock error too. It must cover the broker's session expiry (7 d)
+# plus LoRaWAN datalog back-fill; 35 days.
+PAST_TOLERANCE_MS = 35 * 24 * 3600 * 1000
+# Discovered devices and dead letters are buffered and written by the writer thread at
+# most this often (seconds), not per message.
+SIDE_FLUSH_INTERVAL_S = 2.0
+# Cap on distinct discovered devices held in memory between flushes: a misbehaving broker
+# client inventing device ids must not grow memory without bound.
+DISCOVERED_BUFFER_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What alerting receives for each stored reading, fault or status change."""
+
+    kind: str  # "reading" | "fault" | "status"
+    ts_ms: int
+    device: str
+    sensor: str | None = None
+    store: str | None = None
+    asset: str | None = None
+    asset_type: str | None = None
+    quantity: Quantity | None = None
+    value: float | None = None
+    code: str | None = None
+
+
+class Pipeline:
+    """Decode, validate, enrich; hand lines to the writer and the rest to side stores."""
+
+    def __init__(
+        self,
+        router: Router,
+        index: SensorIndex,
+        writer: BatchWriter,
+        *,
+        stats: IngestStats,
+        clock: Clock,
+        registry: Registry | None,
+        emit_observations: bool = False,
+    ) -> None:
+        self.router = router
+        self.index = index
+        self.writer = writer
+        self.stats = stats
+        self.clock = clock
+        self.registry = registry
+        self.emit = emit_observations
+        self._side_lock = threading.Lock()
+        self._dead: list[tuple[float, str, str | None, str, str, str]] = []
+        self._discovered: dict[str, DiscoveredDevice] = {}
+        self._last_side_flush = 0.0
+        self._zones: dict[str, ZoneInfo] = {}
+
+    # -- the per-message path (paho thread) -------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, retained: bool, token: Any) -> None:
+        """Process one MQTT message; never raises."""
+        now_s = self.clock.time()
+        self.stats.last_message_at.set(now_s)
+        try:
+            self._handle(topic, payload, retained, token, now_s)
+        except Exception as exc:  # a bug must not kill the consumer nor lose the message
+            log.exception("internal error on topic %s", topic[:200])
+            self.stats.internal_errors.inc()
+            self._dead_letter(now_s, "internal_error", None, topic, payload, repr(exc)[:300])
+            self.writer.submit([], token, None, [])
+
+    def _handle(self, topic: str, payload: bytes, retained: bool, token: Any, now_s: float) -> None:
+        family = self.router.route(topic)
+        if family is None:
+            self.stats.messages.inc("unknown")
+            self._dead_letter(now_s, "unknown_topic", None, topic, payload, "no family claims it")
+            self.writer.submit([], token, None, [])
+            return
+        self.stats.messages.inc(family.name)
+        try:
+            message = family.decode(topic, payload)
+        except DecodeError as exc:
+            self._dead_letter(now_s, exc.reason, family.name, topic, payload, exc.detail)
+            self.writer.submit([], token, None, [])
+            return
+        if message.ignored is not None:
+            self.stats.ignored.inc(family.name)
+            self.writer.submit([], token, None, [])
+            return
+        if retained and (message.readings or message.faults):
+            # Replayed by the broker because we subscribed: a value of unknown age. Live
+            # publishes reach subscribers with the retain flag cleared.
+            self.stats.retained_skipped.inc(family.name)
+            self.writer.submit([], token, None, [])
+            return
+        now_ms = round(now_s * 1000)
+        ts_ms, corrected = self._timestamp(message, now_ms)
+        if corrected:
+            self.stats.ts_corrected.inc(family.name)
+        lines: list[str] = []
+        events: list[Observation] = []
+        unregistered: list[str] = []
+        self._readings(message, ts_ms, corrected, lines, events, unregistered)
+        for fault in message.faults:
+            self.stats.faults.inc(family.name, fault.code.value)
+            lines.append(self._fault_line(fault, ts_ms, unregistered))
+            if self.emit and (info := self._info(fault.sensor)) is not None:
+                events.append(
+                    Observation(
+                        "fault", ts_ms, message.device_id, fault.sensor, info.store,
+                        info.asset, info.asset_type, fault.quantity, code=fault.code.value,
+                    )
+                )  # fmt: skip
+        if message.online is not None:
+            lines.append(self._status_line(message, family.name, ts_ms))
+            if self.emit:
+                device_info = self.index.device_info(message.device_id)
+                events.append(
+                    Observation(
+                        "status", ts_ms, message.device_id,
+                        store=device_info.store if device_info else None,
+                        value=1.0 if message.online else 0.0,
+                    )
+                )  # fmt: skip
+        if unregistered:
+            self.stats.unknown_sensor.inc(family.name, amount=len(unregistered))
+            self._discover(message, family.name, unregistered, topic, payload, now_s)
+        has_device_time = message.ts_ms is not None and not corrected
+        self.writer.submit(lines, token, ts_ms if has_device_time else None, events)
+
+    def _readings(  # noqa: PLR0917 - the hot loop; plain positionals are cheapest
+        self,
+        message: Message,
+        ts_ms: int,
+        corrected: bool,
+        lines: list[str],
+        events: list[Observation],
+        unregistered: list[str],
+    ) -> None:
+        """Append one line per reading and target (the hot loop)."""
+        suffix = f"{',ts_corrected=true' if corrected else ''} {ts_ms}"
+        for reading in message.readings:
+            quantity = reading.quantity
+            self.stats.readings.inc(quantity.value)
+            targets = self.index.targets(reading.sensor, quantity)
+            if not targets:
+                unregistered.append(reading.sensor)
+                lines.append(
+                    f"{quantity.value},sensor={escape_key(reading.sensor)} "
+                    f"value={format_float(reading.value)}{suffix}"
+                )
+                continue
+            for target in targets:
+                value = reading.value
+                info = target.info
+                if quantity is Quantity.TEMPERATURE and info.offset:
+                    value = round(value + info.offset, 4)
+                lines.append(f"{quantity.value}{target.tags} value={format_float(value)}{suffix}")
+                if self.emit:
+                    events.append(
+                        Observation(
+                            "reading", ts_ms, message.device_id, info.sensor, info.store,
+                            info.asset, info.asset_type, quantity, value,
+                        )
+                    )  # fmt: skip
+
+    def _timestamp(self, message: Message, now_ms: int) -> tuple[int, bool]:
+        ts = message.ts_ms
+        if ts is None and message.local_time is not None:
+            ts = self._from_local(message.device_id, message.local_time)
+        if ts is None:
+            return now_ms, False
+        if ts > now_ms + FUTURE_TOLERANCE_MS or ts < now_ms - PAST_TOLERANCE_MS:
+            return now_ms, True
+        return ts, False
+
+    def _from_local(self, device_id: str, local: datetime) -> int | None:
+        """A device wall-clock time (Tasmota) read in its store's timezone."""
+        info = self.index.device_info(device_id)
+        if info is None:
+            return None  # unknown store: the receive time is the honest choice
+        zone = self._zones.get(info.timezone)
+        if zone is None:
+            zone = self._zones.setdefault(info.timezone, ZoneInfo(info.timezone))
+        return round(local.replace(tzinfo=zone).timestamp() * 1000)
+
+    def _info(self, sensor: str) -> SensorInfo | None:
+        target = self.index.by_sensor.get(sensor)
+        return target.info if target else None
+
+    def _fault_line(self, fault: Fault, ts_ms: int, unregistered: list[str]) -> str:
+        target = self.index.by_sensor.get(fault.sensor)
+        tags = [
+            ("sensor", fault.sensor),
+            ("quantity", fault.quantity.value),
+            ("code", fault.code.value),
+        ]
+        if target is not None:
+            info = target.info
+            tags += [("store", info.store), ("asset", info.asset), ("asset_type", info.asset_type)]
+        elif fault.sensor not in unregistered:
+            unregistered.append(fault.sensor)
+        point = Point(
+            "sensor_fault", tuple(sorted(tags)), (("value", 1.0), ("raw", fault.raw)), ts_ms
+        )
+        line = serialize(point)
+        assert line is not None  # value=1.0 is always writable
+        return line
+
+    def _status_line(self, message: Message, family: str, ts_ms: int) -> str:
+        tags = [("device", message.device_id), ("family", family)]
+        info = self.index.device_info(message.device_id)
+        if info is not None:
+            tags.append(("store", info.store))
+        value = 1.0 if message.online else 0.0
+        line = serialize(Point("device_status", tuple(sorted(tags)), (("value", value),), ts_ms))
+        assert line is not None
+        return line
+
+    # -- side records: dead letters and discovered devices ----------------------------
+
+    def _dead_letter(  # noqa: PLR0917 - one positional per dead-letter column
+        self, now_s: float, reason: str, family: str | None, topic: str, payload: bytes, detail: str
+    ) -> None:
+        self.stats.dead_letters.inc(reason)
+        with self._side_lock:
+            self._dead.append((now_s, reason, family, topic[:512], payload_text(payload), detail))
+
+    def _discover(  # noqa: PLR0917 - called from one place with the message's parts
+        self,
+        message: Message,
+        family: str,
+        sensors: list[str],
+        topic: str,
+        payload: bytes,
+        now_s: float,
+    ) -> None:
+        with self._side_lock:
+            known = self._discovered.get(message.device_id)
+            if known is None and len(self._discovered) >= DISCOVERED_BUFFER_LIMIT:
+                return  # counted in unknown_sensor; flushed buffers make room again
+            merged = sorted(set(known.sensors if known else []) | set(sensors))
+            self._discovered[message.device_id] = DiscoveredDevice(
+                device_id=message.device_id,
+                family=family,
+                first_seen=known.first_seen if known else now_s,
+                last_seen=now_s,
+                messages=(known.messages if known else 0) + 1,
+                sensors=merged,
+                last_topic=topic[:512],
+                last_payload=payload_text(payload),
+            )
+
+    def record_rejections(self, rejections: list[Rejection] | Any) -> None:
+        """Dead-letter lines InfluxDB refused (called by the writer)."""
+        now_s = self.clock.time()
+        with self._side_lock:
+            for item in rejections:
+                self._dead.append(
+                    (now_s, "influx_rejected", None, "", item.line[:4096], item.reason[:300])
+                )
+
+    def flush_dead_letters(self) -> None:
+        """Persist buffered dead letters; the writer calls it before acknowledging."""
+        if self.registry is None:
+            return
+        with self._side_lock:
+            dead, self._dead = self._dead, []
+        if dead:
+            self.registry.add_dead_letters(dead)
+
+    def housekeeping(self, *, force: bool = False) -> None:
+        """Periodic work on the writer thread: index refresh, discovered devices."""
+        now = time.monotonic()
+        if not force and now - self._last_side_flush < SIDE_FLUSH_INTERVAL_S:
+            return
+        self._last_side_flush = now
+        self.index.refresh()
+        self.flush_dead_letters()
+        with self._side_lock:
+            found = list(self._discovered.values())
+            self._discovered = {}
+        if found and self.registry is not None:
+            self.registry.record_discovered(found)

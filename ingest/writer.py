@@ -1,0 +1,304 @@
+"""The batch writer: lines in, durable out, then acknowledge (STYLE.md §3).
+
+Producers (paho's thread) :meth:`submit` the lines of one message with its ack token. The
+writer thread flushes a batch when it holds ``batch_size`` lines or its oldest line is
+``interval`` old, and only after the batch is durable does it acknowledge the messages:
+
+- written to InfluxDB -> ack;
+- InfluxDB unavailable (refused, timeout, 429, 5xx) or misconfigured (401/403/404) ->
+  batch appended to the on-disk spool -> ack; the spool drains in order, with backoff;
+- InfluxDB rejects the points (400) -> the batch is bisected (writes are idempotent: same
+  series, same time) until the single bad lines are found; those are dead-lettered with
+  InfluxDB's reason, the rest written -> ack;
+- too large (413) -> split in halves and retried.
+
+While the spool holds batches, new batches go behind them, so InfluxDB sees data in
+arrival order. When the spool is full the batch stays in memory and nothing is acked; the
+broker stops sending at ``receive_maximum`` unacked messages and queues the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.clock import Clock
+from core.errors import (
+    InfluxConfigError,
+    InfluxRejected,
+    InfluxTooLarge,
+    InfluxUnavailable,
+)
+from core.influx import TimeSeriesStore
+from ingest.spool import Spool, SpoolFull
+from ingest.stats import IngestStats
+
+log = logging.getLogger(__name__)
+
+# Backoff between attempts to reach InfluxDB while it is down. Too short hammers a
+# recovering server; too long delays the drain after it is back.
+BACKOFF_MIN_S = 0.25
+BACKOFF_MAX_S = 10.0
+
+
+class Acker(Protocol):
+    """Acknowledges one MQTT message."""
+
+    def __call__(self, token: Any) -> None: ...
+
+
+@dataclass(slots=True)
+class Batch:
+    """Lines and the messages they came from, plus what to record once durable."""
+
+    lines: list[str] = field(default_factory=list)
+    tokens: list[Any] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)  # per message with a device timestamp
+    events: list[Any] = field(default_factory=list)  # observations handed on when durable
+    first_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A line InfluxDB refused, with its reason."""
+
+    line: str
+    reason: str
+
+
+class BatchWriter:
+    """Owns the writer thread; see the module docstring."""
+
+    def __init__(
+        self,
+        store: TimeSeriesStore,
+        spool: Spool,
+        ack: Acker,
+        stats: IngestStats,
+        clock: Clock,
+        *,
+        batch_size: int,
+        interval_s: float,
+        before_ack: Callable[[], None] | None = None,
+        on_rejected: Callable[[Sequence[Rejection]], None] | None = None,
+        on_durable: Callable[[list[Any]], None] | None = None,
+        housekeeping: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._spool = spool
+        self._ack = ack
+        self._stats = stats
+        self._clock = clock
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self._before_ack = before_ack
+        self._on_rejected = on_rejected
+        self._on_durable = on_durable
+        self._housekeeping = housekeeping
+        self._cond = threading.Condition()
+        self._pending = Batch()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._backoff = BACKOFF_MIN_S
+        self._retry_at = 0.0
+        self._update_spool_gauges()
+
+    # -- producer side ----------------------------------------------------------------
+
+    def submit(self, lines: list[str], token: Any, ts_ms: int | None, events: list[Any]) -> None:
+        """Queue one message's lines; its token is acked once they are durable."""
+        with self._cond:
+            batch = self._pending
+            if not batch.tokens:
+                batch.first_at = time.monotonic()
+            batch.lines.extend(lines)
+            batch.tokens.append(token)
+            if ts_ms is not None:
+                batch.ts_ms.append(ts_ms)
+            if events:
+                batch.events.extend(events)
+            if len(batch.lines) >= self.batch_size:
+                self._cond.notify()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Flush what is pending (write or spool), ack it, and stop."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def flush_now(self) -> None:
+        """Ask the thread to flush at once (tests, shutdown)."""
+        with self._cond:
+            if self._pending.tokens:
+                self._pending.first_at = 0.0
+            self._cond.notify()
+
+    # -- writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._due():
+                    self._cond.wait(self._wait_time())
+                batch, self._pending = self._pending, Batch()
+                stopping = self._stopping
+            try:
+                if batch.tokens:
+                    self._flush(batch, stopping=stopping)
+                if len(self._spool) and time.monotonic() >= self._retry_at:
+                    self._drain_one()
+                if self._housekeeping is not None:
+                    self._housekeeping()
+            except Exception:  # never let the writer thread die; the batch is not acked
+                log.exception("ingest writer failed; will retry")
+                self._stats.internal_errors.inc()
+                time.sleep(BACKOFF_MIN_S)
+            if stopping:
+                return
+
+    def _due(self) -> bool:
+        batch = self._pending
+        if batch.tokens and (
+            len(batch.lines) >= self.batch_size
+            or time.monotonic() - batch.first_at >= self.interval_s
+        ):
+            return True
+        return bool(len(self._spool)) and time.monotonic() >= self._retry_at
+
+    def _wait_time(self) -> float:
+        waits = [1.0]
+        if self._pending.tokens:
+            waits.append(self._pending.first_at + self.interval_s - time.monotonic())
+        if len(self._spool):
+            waits.append(self._retry_at - time.monotonic())
+        return max(0.005, min(waits))
+
+    def _flush(self, batch: Batch, *, stopping: bool) -> None:
+        body = "\n".join(batch.lines).encode()
+        while True:
+            if self._persist(body):
+                break
+            if stopping:
+                log.error("spool full at shutdown: %d messages left unacked", len(batch.tokens))
+                return  # not acked: the broker redelivers them after restart
+            time.sleep(self._next_backoff())
+            if len(self._spool) and time.monotonic() >= self._retry_at:
+                self._drain_one()
+        if self._before_ack is not None:
+            self._before_ack()
+        for token in batch.tokens:
+            self._ack(token)
+        self._stats.acked.inc(amount=len(batch.tokens))
+        now_s = self._clock.time()
+        for ts in batch.ts_ms:
+            self._stats.latency.observe(max(0.0, now_s - ts / 1000.0))
+        if self._on_durable is not None and batch.events:
+            self._on_durable(batch.events)
+
+    def _persist(self, body: bytes) -> bool:
+        """Write or spool one batch; False only when it could do neither (spool full)."""
+        if not body:
+            return True
+        if len(self._spool) == 0:
+            try:
+                self._write(body)
+            except (InfluxUnavailable, InfluxConfigError) as exc:
+                self._note_unavailable(exc)
+            else:
+                return True
+        try:
+            self._spool.append(body)
+        except SpoolFull as exc:
+            full = str(exc)
+        else:
+            self._stats.batches_spooled.inc()
+            self._update_spool_gauges()
+            return True
+        self._stats.write_errors.inc("spool_full")
+        log.error("%s; not acknowledging until InfluxDB drains it", full)
+        return False
+
+    def _write(self, body: bytes) -> None:
+        """Write, splitting on 413 and isolating rejected lines on 400.
+
+        Raises:
+            InfluxUnavailable, InfluxConfigError: nothing (more) could be written.
+        """
+        try:
+            self._store.write(body)
+        except InfluxTooLarge:
+            self._stats.write_errors.inc("too_large")
+            self._split_and_write(body)
+            return
+        except InfluxRejected as exc:
+            self._stats.write_errors.inc("rejected")
+            if b"\n" not in body:
+                self._reject([Rejection(body.decode(errors="replace"), str(exc))])
+                return
+            self._split_and_write(body)
+            return
+        self._stats.points_written.inc(amount=body.count(b"\n") + 1)
+        self._stats.last_write_at.set(self._clock.time())
+
+    def _split_and_write(self, body: bytes) -> None:
+        lines = body.split(b"\n")
+        if len(lines) == 1:
+            reason = "InfluxDB refused a single line as too large"
+            self._reject([Rejection(body.decode(errors="replace"), reason)])
+            return
+        middle = len(lines) // 2
+        self._write(b"\n".join(lines[:middle]))
+        self._write(b"\n".join(lines[middle:]))
+
+    def _reject(self, rejections: Sequence[Rejection]) -> None:
+        self._stats.dead_letters.inc("influx_rejected", amount=len(rejections))
+        if self._on_rejected is not None:
+            self._on_rejected(rejections)
+
+    def _drain_one(self) -> None:
+        head = self._spool.head()
+        if head is None:
+            return
+        path, body = head
+        try:
+            self._write(body)
+        except (InfluxUnavailable, InfluxConfigError) as exc:
+            self._note_unavailable(exc)
+            self._retry_at = time.monotonic() + self._next_backoff()
+            return
+        self._spool.pop(path)
+        self._stats.batches_drained.inc()
+        self._update_spool_gauges()
+        self._backoff = BACKOFF_MIN_S
+        self._retry_at = 0.0
+        if not len(self._spool):
+            log.info("spool drained; InfluxDB is taking writes again")
+
+    def _note_unavailable(self, exc: Exception) -> None:
+        kind = "config" if isinstance(exc, InfluxConfigError) else "unavailable"
+        self._stats.write_errors.inc(kind)
+        if not len(self._spool):
+            log.warning("InfluxDB write failed (%s); spooling to disk", exc)
+
+    def _next_backoff(self) -> float:
+        delay = self._backoff * (0.5 + random.random())  # jitter: no thundering herd
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
+        return delay
+
+    def _update_spool_gauges(self) -> None:
+        self._stats.spool_bytes.set(self._spool.size_bytes)
+        self._stats.spool_batches.set(len(self._spool))
