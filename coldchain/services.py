@@ -10,6 +10,7 @@ data in the defaults (research/perf-limits.md §2.5): Mosquitto's ``max_queued_m
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -161,6 +162,9 @@ class Mosquitto(_Server):
             "\n".join(
                 [
                     f"listener {self.port} 127.0.0.1",
+                    # Run as whoever started us: as root, mosquitto would otherwise switch
+                    # to the "mosquitto" user and fail to write our persistence folder.
+                    f"user {getpass.getuser()}",
                     "allow_anonymous true",
                     "persistence true",
                     f"persistence_location {data}/",

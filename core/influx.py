@@ -69,6 +69,10 @@ class TimeSeriesStore(Protocol):
         """True when the server answers."""
         ...
 
+    def ensure_database(self) -> bool:
+        """Create the database when missing; False when that could not be done now."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
@@ -138,12 +142,21 @@ class InfluxV1:
             transport=transport,
         )
 
-    def ensure_database(self) -> None:
-        """Create the database if the server allows it (1.x); harmless when it exists."""
+    def ensure_database(self) -> bool:
+        """Create the database if the server allows it (1.x); harmless when it exists.
+
+        Returns False (and logs) when InfluxDB is unreachable or refuses: ingest starts
+        anyway and spools; the writer calls this again when a write says 404.
+        """
         try:
             self._post_query(f"CREATE DATABASE {quote_ident(self.database)}", with_db=False)
         except InfluxConfigError as exc:
             log.warning("cannot create database %s (%s); assuming it exists", self.database, exc)
+            return False
+        except InfluxUnavailable as exc:
+            log.warning("cannot create database %s yet: %s", self.database, exc)
+            return False
+        return True
 
     def write(self, body: bytes) -> None:
         if not body:
@@ -240,8 +253,9 @@ class InfluxV2Writer(InfluxV1):
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def ensure_database(self) -> None:
+    def ensure_database(self) -> bool:
         """Buckets are created by the operator on 2.x/3.x; nothing to do."""
+        return True
 
     def write(self, body: bytes) -> None:
         if not body:

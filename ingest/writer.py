@@ -106,6 +106,7 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._backoff = BACKOFF_MIN_S
         self._retry_at = 0.0
+        self._database_missing = False
         self._update_spool_gauges()
 
     # -- producer side ----------------------------------------------------------------
@@ -274,6 +275,10 @@ class BatchWriter:
         if head is None:
             return
         path, body = head
+        if self._database_missing:
+            # InfluxDB came back without our database (new server, or it was down at
+            # start-up): create it before the next attempt.
+            self._database_missing = not self._store.ensure_database()
         try:
             self._write(body)
         except (InfluxUnavailable, InfluxConfigError) as exc:
@@ -290,6 +295,8 @@ class BatchWriter:
 
     def _note_unavailable(self, exc: Exception) -> None:
         kind = "config" if isinstance(exc, InfluxConfigError) else "unavailable"
+        if isinstance(exc, InfluxConfigError) and exc.status == 404:
+            self._database_missing = True
         self._stats.write_errors.inc(kind)
         if not len(self._spool):
             log.warning("InfluxDB write failed (%s); spooling to disk", exc)

@@ -53,6 +53,7 @@ class Publisher:
         self._window = window
         self._cond = threading.Condition()
         self._unacked: set[int] = set()
+        self._early: set[int] = set()
         self._connected = threading.Event()
         self.published = 0
         self._client.on_publish = self._on_publish
@@ -71,11 +72,16 @@ class Publisher:
         with self._cond:
             while len(self._unacked) >= self._window:
                 self._cond.wait(1.0)
-            info = self._client.publish(
-                message.topic, message.payload, qos=message.qos, retain=message.retain
-            )
+        # Not under our lock: paho's thread holds its own lock while it calls _on_publish.
+        info = self._client.publish(
+            message.topic, message.payload, qos=message.qos, retain=message.retain
+        )
+        with self._cond:
             if message.qos > 0:
-                self._unacked.add(info.mid)
+                if info.mid in self._early:  # the PUBACK beat us here
+                    self._early.discard(info.mid)
+                else:
+                    self._unacked.add(info.mid)
             self.published += 1
 
     def publish_many(self, messages: Iterable[Publish]) -> None:
@@ -113,5 +119,8 @@ class Publisher:
 
     def _on_publish(self, _client: object, _userdata: object, mid: int, *_rest: object) -> None:
         with self._cond:
-            self._unacked.discard(mid)
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+            else:
+                self._early.add(mid)
             self._cond.notify_all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.ingest.helpers import count, make_registry, running_ingester, wait_fo
 
 pytestmark = pytest.mark.integration
 
-TS = 1795406706  # 2026-11-23T04:05:06Z; tests freeze nothing but pick fixed device times
+TS = int(time.time()) - 3600  # an hour ago: inside the plausibility window
 
 
 def _settings(influx_settings: Settings, broker: Mosquitto, **extra: object) -> Settings:

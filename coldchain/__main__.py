@@ -1,0 +1,7 @@
+"""``python -m coldchain``."""
+
+import sys
+
+from coldchain.cli import main
+
+sys.exit(main())

@@ -1,0 +1,279 @@
+"""The ``coldchain`` command: one subcommand per service and tool.
+
+This is the composition root: the only place that reads the environment, builds the
+system clock and wires services together. Long-running commands stop cleanly on SIGTERM
+and SIGINT, draining in-flight work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from core.errors import ColdchainError, ConfigError
+from core.settings import Settings, load_settings
+
+log = logging.getLogger("coldchain")
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Libraries' per-request chatter would drown our own lines at INFO.
+    for noisy in ("httpx", "httpcore", "urllib3", "twilio.http_client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def wait_for_signal(stop: threading.Event | None = None) -> None:
+    """Block until SIGTERM or SIGINT (or ``stop`` is set)."""
+    event = stop or threading.Event()
+
+    def _handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        event.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    while not event.wait(0.5):
+        pass
+
+
+# -- services -------------------------------------------------------------------------
+
+
+def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
+    """Run the MQTT ingester until SIGTERM/SIGINT."""
+    from core.clock import SystemClock
+    from core.influx import connect
+    from core.registry import Registry
+    from ingest.service import Ingester
+
+    registry = Registry(settings.db)
+    store = connect(settings)
+    store.ensure_database()
+    ingester = Ingester(settings, registry, store, SystemClock())
+    ingester.start()
+    try:
+        wait_for_signal()
+    finally:
+        ingester.stop()
+        store.close()
+        registry.close()
+    return 0
+
+
+# -- registry tools -------------------------------------------------------------------
+
+
+def _registry(settings: Settings) -> Any:
+    from core.registry import Registry
+
+    return Registry(settings.db)
+
+
+def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Upsert a chain file into the registry (idempotent)."""
+    from core.chain import load_chain
+
+    chain = load_chain(Path(args.file))
+    counts = _registry(settings).import_chain(chain)
+    print(", ".join(f"{n} {kind}" for kind, n in counts.items()) + f" imported into {settings.db}")
+    return 0
+
+
+def cmd_registry_export(_args: argparse.Namespace, settings: Settings) -> int:
+    """Print the registry as a chain file."""
+    from core.chain import dump_chain
+
+    print(dump_chain(_registry(settings).export_chain()), end="")
+    return 0
+
+
+def cmd_sensors_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Register (or move, or re-calibrate) a sensor."""
+    from core.chain import Sensor
+
+    data: dict[str, Any] = {"id": args.sensor_id, "asset": args.asset, "offset": args.offset}
+    if args.family:
+        data["family"] = args.family
+    if args.interval:
+        data["interval"] = args.interval
+    try:
+        sensor = Sensor.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    _registry(settings).add_sensor(sensor)
+    print(f"sensor {sensor.id} -> asset {sensor.asset} (offset {sensor.offset:+g} °C)")
+    return 0
+
+
+def cmd_sensors_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List registered sensors with their store and asset."""
+    infos = _registry(settings).sensor_infos()
+    rows = [
+        (i.sensor, i.store, i.asset, i.asset_type, i.family or "-", f"{i.offset:+g}")
+        for i in infos.values()
+        if args.store is None or i.store == args.store
+    ]
+    _table(["sensor", "store", "asset", "type", "family", "offset"], sorted(rows))
+    return 0
+
+
+def cmd_devices_discovered(args: argparse.Namespace, settings: Settings) -> int:
+    """Devices seen on MQTT with sensors not yet registered."""
+    devices = _registry(settings).discovered()
+    if args.json:
+        print(json.dumps([d.__dict__ for d in devices], indent=2))
+        return 0
+    rows = [
+        (
+            d.device_id,
+            d.family,
+            ", ".join(d.sensors),
+            datetime.fromtimestamp(d.last_seen, UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+            str(d.messages),
+        )
+        for d in devices
+    ]
+    _table(["device", "family", "unregistered sensors", "last seen", "messages"], rows)
+    return 0
+
+
+def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
+    """Show recent dead letters (undecodable or rejected messages)."""
+    registry = _registry(settings)
+    letters = registry.dead_letters(reason=args.reason, limit=args.limit)
+    for d in letters:
+        when = datetime.fromtimestamp(d.at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        print(f"{when} {d.reason:<16} {d.topic}\n    {d.detail}\n    {d.payload[:200]}")
+    counts = registry.dead_letter_counts()
+    print(f"stored dead letters by reason: {json.dumps(counts, sort_keys=True)}")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate a chain file (or the settings when no file is given)."""
+    if args.file:
+        from core.chain import load_chain
+
+        chain = load_chain(Path(args.file))
+        print(
+            f"{args.file}: OK ({len(chain.stores)} stores, {len(chain.assets)} assets, "
+            f"{len(chain.sensors)} sensors, {len(chain.contacts)} contacts, "
+            f"{len(chain.policies)} policies)"
+        )
+    else:
+        safe = settings.model_dump(exclude={"influx_token", "influx_password", "twilio_auth_token"})
+        print(json.dumps(safe, indent=2, default=str))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, _settings: Settings) -> int:
+    """Run a benchmark and print its figures (one JSON line at the end)."""
+    from bench import run_benchmark
+
+    return run_benchmark(args.name, as_json=args.json, extra=args.bench_args)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line grammar."""
+    parser = argparse.ArgumentParser(
+        prog="coldchain",
+        description="Cold-chain telemetry and escalating alerts for grocery chains.",
+    )
+    parser.add_argument("--config", type=Path, help="YAML settings file (env vars win)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("ingest", cmd_ingest, "run the MQTT ingester (until SIGTERM/SIGINT)")
+
+    registry = sub.add_parser("registry", help="import/export the chain file")
+    rsub = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = rsub.add_parser("import", help="upsert a chain file (idempotent)")
+    p.add_argument("file")
+    p.set_defaults(handler=cmd_registry_import)
+    p = rsub.add_parser("export", help="print the registry as a chain file")
+    p.set_defaults(handler=cmd_registry_export)
+
+    sensors = sub.add_parser("sensors", help="register and list sensors")
+    ssub = sensors.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ssub.add_parser("add", help="register, move or re-calibrate a sensor")
+    p.add_argument("sensor_id")
+    p.add_argument("--asset", required=True)
+    p.add_argument("--family")
+    p.add_argument("--offset", type=float, default=0.0, help="°C added to temperatures")
+    p.add_argument("--interval", help="expected reporting interval, e.g. 60s or 10m")
+    p.set_defaults(handler=cmd_sensors_add)
+    p = ssub.add_parser("list", help="list registered sensors")
+    p.add_argument("--store")
+    p.set_defaults(handler=cmd_sensors_list)
+
+    devices = sub.add_parser("devices", help="devices seen on MQTT")
+    dsub = devices.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = dsub.add_parser("discovered", help="devices with unregistered sensors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_devices_discovered)
+
+    p = add("deadletters", cmd_deadletters, "show recent dead letters")
+    p.add_argument("--reason")
+    p.add_argument("--limit", type=int, default=20)
+
+    config = sub.add_parser("config", help="validate configuration")
+    csub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = csub.add_parser("check", help="validate a chain file, or print effective settings")
+    p.add_argument("file", nargs="?")
+    p.set_defaults(handler=cmd_config_check)
+
+    p = add("bench", cmd_bench, "run a benchmark (ingest)")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print only the JSON line")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark options")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coldchain`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(config_file=args.config)
+    except ConfigError as exc:
+        print(f"coldchain: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except ColdchainError as exc:
+        print(f"coldchain: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `coldchain ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
