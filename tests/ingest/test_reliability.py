@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from coldchain.services import InfluxDB, Mosquitto
-from core.chain import parse_chain
+from core.chain import Chain, parse_chain
 from core.influx import InfluxV1
 from core.registry import Registry
 from core.settings import Settings
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BASE_TS = (int(time.time()) // 60 - 24 * 60) * 60
 
 
-def _chain(devices: int) -> Registry:
+def _chain(devices: int) -> Chain:
     return parse_chain(
         {
             "stores": [{"id": "s001", "name": "Store 1", "timezone": "America/Mexico_City"}],
@@ -252,7 +252,7 @@ def test_broker_restart_reconnects_and_resumes(
         connects = ingester.source.connects
         broker.restart()
         wait_for(lambda: ingester.source.connects > connects, 60, "reconnect")
-        wait_for(lambda: ingester.source.connected.is_set(), 30, "connected")
+        wait_for(ingester.source.connected.is_set, 30, "connected")
         time.sleep(0.2)  # let the resubscription reach the broker
         pub = Publisher(settings.mqtt, "restart-pub-2")
         pub.connect()

@@ -1,0 +1,79 @@
+"""The reference subscriber: paho-mqtt receiving QoS 1 and counting, nothing else.
+
+This is the ceiling the ingester is compared with (DESIGN.md §7: end-to-end ingest must
+reach 70 % of it in the same run). Same protocol (MQTT 5), same persistent session and
+Receive Maximum as the ingester, so the only difference is the ingester's own work.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as paho  # noqa: TID251 - the measured baseline is raw paho
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: TID251
+from paho.mqtt.packettypes import PacketTypes  # noqa: TID251
+from paho.mqtt.properties import Properties  # noqa: TID251
+
+from core.settings import MqttTarget
+
+
+class CountingSubscriber:
+    """Subscribes with a persistent session and counts QoS 1 messages."""
+
+    def __init__(
+        self, target: MqttTarget, client_id: str, topic: str, receive_maximum: int
+    ) -> None:
+        self.target = target
+        self.topic = topic
+        self.count = 0
+        self.expected = 0
+        self.first_at = 0.0
+        self.last_at = 0.0
+        self.done = threading.Event()
+        self.subscribed = threading.Event()
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=int(__import__("os").environ.get("PROTO", paho.MQTTv5)),
+        )
+        self._props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        self._props.SessionExpiryInterval = 3600
+        self._props.ReceiveMaximum = receive_maximum
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+    def start(self, expected: int) -> None:
+        """Connect (resuming the session) and count until ``expected`` messages."""
+        self.expected = expected
+        import os
+
+        if os.environ.get("PROTO") == "4":
+            self._client.connect(self.target.host, self.target.port, clean_start=False)
+        else:
+            self._client.connect(
+                self.target.host, self.target.port, clean_start=False, properties=self._props
+            )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect, keeping the session."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: paho.Client, *_args: Any) -> None:
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        self.subscribed.set()
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, _message: Any) -> None:
+        now = time.perf_counter()
+        if self.count == 0:
+            self.first_at = now
+        self.count += 1
+        self.last_at = now
+        if self.count >= self.expected > 0:
+            self.done.set()
