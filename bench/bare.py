@@ -36,7 +36,7 @@ class CountingSubscriber:
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=int(__import__("os").environ.get("PROTO", paho.MQTTv5)),
+            protocol=paho.MQTTv5,
         )
         self._props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         self._props.SessionExpiryInterval = 3600
