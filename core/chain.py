@@ -186,10 +186,10 @@ class Store(_Model):
                 days = parse_day_spec(spec)
                 parse_hours_value(ranges)
             except ValueError as exc:
-                raise ValueError(f"hours.{spec}: {exc}") from None
+                raise ValueError(f"{spec}: {exc}") from None
             for day in days:
                 if day in seen:
-                    raise ValueError(f"hours.{spec}: {DAYS[day]} already set by {seen[day]!r}")
+                    raise ValueError(f"{spec}: {DAYS[day]} already set by {seen[day]!r}")
                 seen[day] = spec
         return value
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from core.clock import Clock
 from core.errors import (
@@ -44,12 +44,6 @@ log = logging.getLogger(__name__)
 # recovering server; too long delays the drain after it is back.
 BACKOFF_MIN_S = 0.25
 BACKOFF_MAX_S = 10.0
-
-
-class Acker(Protocol):
-    """Acknowledges one MQTT message."""
-
-    def __call__(self, token: Any) -> None: ...
 
 
 @dataclass(slots=True)
@@ -78,7 +72,7 @@ class BatchWriter:
         self,
         store: TimeSeriesStore,
         spool: Spool,
-        ack: Acker,
+        ack: Callable[[Any], None],
         stats: IngestStats,
         clock: Clock,
         *,

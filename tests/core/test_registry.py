@@ -1,0 +1,77 @@
+"""The registry: chain upserts, sensors, discovered devices, dead letters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.chain import Sensor, dump_chain, load_chain
+from core.errors import NotFound
+from core.registry import PAYLOAD_KEEP_BYTES, DiscoveredDevice, Registry, payload_text
+
+GOOD = Path(__file__).parent / "testdata" / "chain" / "good.yaml"
+
+
+def test_import_is_idempotent_and_export_round_trips(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "r.sqlite3")
+    chain = load_chain(GOOD)
+    registry.import_chain(chain)
+    registry.import_chain(chain)
+    exported = registry.export_chain()
+    for kind in ("stores", "assets", "sensors", "contacts", "policies"):
+        ours = sorted(getattr(exported, kind), key=lambda x: x.id)
+        assert ours == sorted(getattr(chain, kind), key=lambda x: x.id), kind
+    assert dump_chain(registry.export_chain()) == dump_chain(exported)
+
+
+def test_sensor_infos_denormalise_store_and_timezone(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "r.sqlite3")
+    registry.import_chain(load_chain(GOOD))
+    info = registry.sensor_infos()["cc-s042-dc1"]
+    assert (info.store, info.asset, info.asset_type) == ("s042", "s042-dc1", "dairy_case")
+    assert (info.offset, info.interval_s, info.timezone) == (-0.3, 60.0, "America/Guatemala")
+
+
+def test_moving_and_retiring_a_sensor(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "r.sqlite3")
+    registry.import_chain(load_chain(GOOD))
+    before = registry.data_version()
+    registry.add_sensor(Sensor(id="cc-s042-dc1", asset="s042-wic1"))
+    assert registry.data_version() != before
+    assert registry.sensor_infos()["cc-s042-dc1"].asset == "s042-wic1"
+    registry.retire_sensor("cc-s042-dc1", at=1.0)
+    assert "cc-s042-dc1" not in registry.sensor_infos()
+    with pytest.raises(NotFound):
+        registry.retire_sensor("cc-s042-dc1", at=2.0)
+    with pytest.raises(NotFound, match="unknown asset"):
+        registry.add_sensor(Sensor(id="x", asset="nope"))
+
+
+def test_another_connection_sees_changes(tmp_path: Path) -> None:
+    one, two = Registry(tmp_path / "r.sqlite3"), Registry(tmp_path / "r.sqlite3")
+    version = two.data_version()
+    one.import_chain(load_chain(GOOD))
+    assert two.data_version() != version
+    assert len(two.sensor_infos()) == 2
+
+
+def test_discovered_merges_and_hides_registered_sensors(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "r.sqlite3")
+    registry.import_chain(load_chain(GOOD))
+    seen = DiscoveredDevice(
+        "tasmota-s042-wic1", "tasmota", 1.0, 2.0, 3, ["tasmota-s042-wic1:DS18B20-2"], "t", "p"
+    )
+    registry.record_discovered([seen])
+    registry.record_discovered([seen])
+    [device] = registry.discovered()
+    assert device.messages == 6
+    assert device.sensors == ["tasmota-s042-wic1:DS18B20-2"]
+    registry.add_sensor(Sensor(id="tasmota-s042-wic1:DS18B20-2", asset="s042-wic1"))
+    assert registry.discovered() == []
+
+
+def test_payload_text_keeps_binary_and_bounds_size() -> None:
+    assert payload_text(b"\xff\x00") == "hex:ff00"
+    big = payload_text(b"a" * (PAYLOAD_KEEP_BYTES + 10))
+    assert len(big) == PAYLOAD_KEEP_BYTES + 1
