@@ -76,6 +76,13 @@ def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_demo(_args: argparse.Namespace, _settings: Settings) -> int:
+    """Run the self-contained demo on private servers."""
+    from coldchain.demo import run_demo
+
+    return run_demo()
+
+
 # -- registry tools -------------------------------------------------------------------
 
 
@@ -210,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("ingest", cmd_ingest, "run the MQTT ingester (until SIGTERM/SIGINT)")
+    add("demo", cmd_demo, "run the self-contained demo on private Mosquitto and InfluxDB")
 
     registry = sub.add_parser("registry", help="import/export the chain file")
     rsub = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
