@@ -1,1 +1,1 @@
-"""coldchain alerting."""
+"""Alerting: rules, pipeline, escalation, notifiers (DESIGN.md §4)."""

@@ -33,6 +33,7 @@ _ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 _SENSOR_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(:[A-Za-z0-9_.\-:]{1,64})?$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_Date = date  # CalendarDay has a field named `date`, which shadows the type
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -119,12 +120,22 @@ def parse_hours_value(text: str) -> list[tuple[time, time]]:
 
 
 class CalendarDay(_Model):
-    """A day that weighs more (a peak such as Mother's Day) or less than usual."""
+    """A day (or, with ``until``, a season) that weighs more or less than usual.
+
+    Peaks such as Mother's Day or the Christmas season carry more stock at risk; a weight
+    of 2.0 halves excursion budgets and escalation waits for the whole local day(s).
+    """
 
     date: date
+    until: _Date | None = None  # inclusive last day of a season
     name: str = Field(min_length=1, max_length=80)
-    # Criticality multiplier for that day: 2.0 halves excursion budgets and escalation waits.
     weight: float = Field(default=1.0, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _range(self) -> CalendarDay:
+        if self.until is not None and self.until < self.date:
+            raise ValueError(f"until {self.until} before date {self.date}")
+        return self
 
 
 class Thresholds(_Model):

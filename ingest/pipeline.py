@@ -158,7 +158,7 @@ class Pipeline:
         has_device_time = message.ts_ms is not None and not corrected
         self.writer.submit(lines, token, ts_ms if has_device_time else None, events)
 
-    def _readings(  # noqa: PLR0917 - the hot loop; plain positionals are cheapest
+    def _readings(
         self,
         message: Message,
         ts_ms: int,
@@ -249,14 +249,14 @@ class Pipeline:
 
     # -- side records: dead letters and discovered devices ----------------------------
 
-    def _dead_letter(  # noqa: PLR0917 - one positional per dead-letter column
+    def _dead_letter(
         self, now_s: float, reason: str, family: str | None, topic: str, payload: bytes, detail: str
     ) -> None:
         self.stats.dead_letters.inc(reason)
         with self._side_lock:
             self._dead.append((now_s, reason, family, topic[:512], payload_text(payload), detail))
 
-    def _discover(  # noqa: PLR0917 - called from one place with the message's parts
+    def _discover(
         self,
         message: Message,
         family: str,

@@ -1,0 +1,699 @@
+"""Rule evaluation: observations and time in, condition transitions out. No I/O.
+
+A :class:`RuleEngine` holds per-sensor state (excursion accumulators, door timers, fault
+windows) and is driven by two calls, both taking the instant as an argument:
+
+- :meth:`RuleEngine.observe` for every stored reading, fault or availability change;
+- :meth:`RuleEngine.tick` periodically, for what happens by the passing of time alone
+  (a sensor goes silent, a door stays open, a device stays offline, a store goes dark).
+  The silence check is vectorised over all sensors (numpy).
+
+Both return :class:`Transition` objects (fire, upgrade, clear) of :class:`Condition`
+objects; the alert book turns them into persisted alerts. Conditions are per problem, not
+per reading: ``temperature:<asset>`` climbs from *rising* to *warning* to *critical* as
+one problem, so a manager gets one message about the walk-in, not three.
+
+Temperature rules (DESIGN.md §4, docs/design/alerting.md):
+- an excursion spends a budget in kelvin-seconds beyond the limit, multiplied by the
+  store's criticality weight at that moment; the budget spent fires the severity; a hard
+  ceiling or floor fires critical at once;
+- inside limits (with hysteresis) the accumulators drain at 1 K, so time back in range is
+  forgiven at the rate it was spent; clearing also needs ``clear_hold_s`` back in range;
+- during a scheduled defrost and its recovery, warn does not accumulate and the critical
+  limit is raised to the defrost ceiling (research §B.6: MT 10 °C, LT -5 °C); the hard
+  ceiling never moves; a unit still above its warn limit when the recovery ends raises
+  ``defrost_overrun``;
+- a sustained rise faster than the profile's rate, near the limit and outside defrost, is
+  an early *rising* stage of the same temperature problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from alerting.profiles import Limits, limits_for
+from alerting.weights import WeightCalendar
+from core.chain import Asset, Defrost, Sensor, Store, parse_hours_value
+from core.types import Quantity, split_sensor_id
+
+# Problem kinds (stable strings: stored, shown and used in templates).
+TEMPERATURE = "temperature"  # stages: rising < warning < critical (high or low)
+DEFROST_OVERRUN = "defrost_overrun"
+DOOR_OPEN = "door_open"
+SENSOR_SILENT = "sensor_silent"
+DEVICE_OFFLINE = "device_offline"
+STORE_OUTAGE = "store_outage"
+LOW_BATTERY = "low_battery"
+SENSOR_FAULT = "sensor_fault"
+
+WARNING, CRITICAL = "warning", "critical"
+_LEVELS = {"rising": 1, WARNING: 2, CRITICAL: 3}
+
+# A sensor is silent after this many reporting intervals without a message (research §0:
+# 2.5-3x for sleepy devices); fewer pages on a single lost LoRa uplink, more delay.
+SILENT_INTERVALS = 3.0
+# Integrate an excursion across at most this many intervals between two readings: a gap
+# is the silence rule's business, not a reason to assume the worst (or the best).
+MAX_GAP_INTERVALS = 3.0
+# Rate of rise is measured over windows of this length: shorter reacts to door openings,
+# longer reacts late to a failed compressor.
+RISE_WINDOW_S = 30 * 60
+# Faults (85.0, -127, NaN, null ...) this many times within the window raise sensor_fault;
+# one power-on 85.0 after a brown-out is not worth a page.
+FAULTS_TO_ALERT = 3
+FAULT_WINDOW_S = 30 * 60
+# LWT offline this long before device_offline fires (a Wi-Fi blip reconnects in seconds).
+OFFLINE_GRACE_S = 5 * 60
+# Store outage: at least this many devices, and this share of the store's devices, down.
+OUTAGE_MIN_DEVICES = 2
+OUTAGE_SHARE = 0.5
+# Battery hysteresis: clear only this far above the low limit.
+BATTERY_HYSTERESIS_PCT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """An active problem and everything needed to explain it."""
+
+    key: str  # "<kind>:<subject>", stable for the life of the problem
+    kind: str
+    severity: str  # "warning" | "critical"
+    stage: str  # temperature: "rising" | "warning" | "critical"; others = severity
+    store: str
+    asset: str | None
+    sensor: str | None
+    device: str | None
+    since_ms: int  # when the excursion or problem began
+    value: float | None  # the reading that decided it
+    limit: float | None
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A condition fired, got worse, or cleared, at ``at_ms``."""
+
+    action: str  # "fire" | "upgrade" | "clear"
+    condition: Condition
+    at_ms: int
+
+
+@dataclass(slots=True)
+class _SensorState:
+    """Mutable per-sensor rule state (one per registered sensor)."""
+
+    slot: int
+    sensor: str
+    device: str
+    store: str
+    asset: str
+    asset_name: str
+    limits: Limits
+    interval_s: float
+    last_ts: float | None = None  # last temperature reading
+    last_value: float | None = None
+    hi_warn: float = 0.0  # kelvin-seconds spent beyond the high warn limit
+    hi_crit: float = 0.0
+    lo_warn: float = 0.0
+    lo_crit: float = 0.0
+    excursion_since: float | None = None
+    clear_since: float | None = None
+    level: int = 0  # 0 ok, 1 rising, 2 warning, 3 critical
+    side: str = "high"
+    rise_anchor: tuple[float, float] | None = None
+    rise_slope: float = 0.0
+    in_defrost_prev: bool = False
+    overrun: bool = False
+    door_open_since: float | None = None
+    door_level: int = 0
+    battery_low: bool = False
+    fault_window_start: float = 0.0
+    fault_count: int = 0
+    fault_active: bool = False
+    last_fault_code: str | None = None
+    silent: bool = False
+
+
+class _Defrosts:
+    """Scheduled defrost windows of one asset, in its store's local time."""
+
+    def __init__(self, defrost: Defrost | None, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self.starts = []
+        if defrost is not None:
+            for text in defrost.times:
+                start, _ = parse_hours_value(f"{text}-23:59")[0]
+                self.starts.append(start.hour * 3600 + start.minute * 60)
+        self.duration = defrost.duration if defrost else 0.0
+        self.recovery = defrost.recovery if defrost else 0.0
+
+    def phase(self, ts_s: float) -> str | None:
+        """``"defrost"``, ``"recovery"`` or None at epoch second ``ts_s``."""
+        if not self.starts:
+            return None
+        local = datetime.fromtimestamp(ts_s, self.zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        seconds = (local - midnight).total_seconds()
+        for start in self.starts:
+            for offset in (0.0, 86400.0):  # a window that began before midnight
+                elapsed = seconds + offset - start
+                if 0 <= elapsed < self.duration:
+                    return "defrost"
+                if self.duration <= elapsed < self.duration + self.recovery:
+                    return "recovery"
+        return None
+
+    def window_end(self, ts_s: float) -> float | None:
+        """End of the recovery of the window containing ``ts_s`` (epoch seconds)."""
+        local = datetime.fromtimestamp(ts_s, self.zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        for start in self.starts:
+            for day in (0, -1):
+                begin = midnight + timedelta(days=day, seconds=start)
+                end = begin + timedelta(seconds=self.duration + self.recovery)
+                if begin <= local < end:
+                    return end.timestamp()
+        return None
+
+
+class RuleEngine:
+    """Evaluates every rule for a chain; see the module docstring."""
+
+    def __init__(
+        self,
+        stores: Iterable[Store],
+        assets: Iterable[Asset],
+        sensors: Iterable[Sensor],
+    ) -> None:
+        self.stores = {s.id: s for s in stores}
+        self.calendars = {sid: WeightCalendar(s) for sid, s in self.stores.items()}
+        self.assets = {a.id: a for a in assets}
+        self.defrosts: dict[str, _Defrosts] = {}
+        self.states: dict[str, _SensorState] = {}
+        self.device_store: dict[str, str] = {}
+        self.store_devices: dict[str, set[str]] = {}
+        for asset in self.assets.values():
+            store = self.stores.get(asset.store)
+            if store is not None:
+                self.defrosts[asset.id] = _Defrosts(asset.defrost, ZoneInfo(store.timezone))
+        for sensor in sensors:
+            owner = self.assets.get(sensor.asset)
+            if owner is None or owner.store not in self.stores:
+                continue
+            asset = owner
+            device = split_sensor_id(sensor.id)[0]
+            self.states[sensor.id] = _SensorState(
+                slot=len(self.states),
+                sensor=sensor.id,
+                device=device,
+                store=asset.store,
+                asset=asset.id,
+                asset_name=asset.name,
+                limits=limits_for(asset, self.stores[asset.store]),
+                interval_s=sensor.interval,
+            )
+            self.device_store[device] = asset.store
+            self.store_devices.setdefault(asset.store, set()).add(device)
+        count = len(self.states)
+        self._slots = list(self.states.values())
+        self._by_asset: dict[str, list[_SensorState]] = {}
+        for state in self._slots:
+            self._by_asset.setdefault(state.asset, []).append(state)
+        # Device and store indexes for the vectorised outage check.
+        self._devices = sorted({s.device for s in self._slots})
+        device_index = {d: i for i, d in enumerate(self._devices)}
+        self._store_ids = sorted(self.store_devices)
+        store_index = {st: i for i, st in enumerate(self._store_ids)}
+        self._slot_device = np.array([device_index[s.device] for s in self._slots], dtype=np.int64)
+        self._device_store = np.array(
+            [store_index[self.device_store[d]] for d in self._devices], dtype=np.int64
+        )
+        self._device_sensors = np.bincount(self._slot_device, minlength=len(self._devices))
+        self._store_device_count = np.bincount(self._device_store, minlength=len(self._store_ids))
+        self._device_offline = np.zeros(len(self._devices), dtype=bool)
+        self._device_index = device_index
+        self._doors_open: set[str] = set()
+        self._last_seen: npt.NDArray[np.float64] = np.full(count, np.nan)
+        self._silence_after = np.array(
+            [s.interval_s * SILENT_INTERVALS for s in self._slots], dtype=np.float64
+        )
+        self._silent = np.zeros(count, dtype=bool)
+        self.device_offline_since: dict[str, float] = {}
+        self.device_offline_fired: set[str] = set()
+        self.store_outage: set[str] = set()
+        self.active: dict[str, Condition] = {}
+
+    # -- observations -----------------------------------------------------------------
+
+    def observe(
+        self,
+        kind: str,
+        ts_ms: int,
+        *,
+        sensor: str | None = None,
+        device: str | None = None,
+        quantity: Quantity | None = None,
+        value: float | None = None,
+        code: str | None = None,
+    ) -> list[Transition]:
+        """Feed one stored observation (``kind`` is reading, fault or status)."""
+        ts = ts_ms / 1000.0
+        out: list[Transition] = []
+        if kind == "status" and device is not None and value is not None:
+            self._status(device, ts, online=value >= 0.5, out=out)
+            return out
+        state = self.states.get(sensor or "")
+        if state is None:
+            return out
+        slot = state.slot
+        seen = self._last_seen[slot]
+        if np.isnan(seen) or ts > seen:
+            self._last_seen[slot] = ts
+        if state.silent:
+            state.silent = False
+            self._silent[slot] = False
+            self._clear(f"{SENSOR_SILENT}:{state.sensor}", ts, out)
+        if kind == "fault":
+            self._fault(state, ts, code or "fault", out)
+        elif kind == "reading" and value is not None and quantity is not None:
+            if quantity is Quantity.TEMPERATURE:
+                self._temperature(state, ts, value, out)
+            elif quantity is Quantity.DOOR:
+                self._door(state, ts, value, out)
+            elif quantity is Quantity.BATTERY:
+                self._battery(state, ts, value, out)
+        return out
+
+    def _weight(self, store: str, ts: float) -> tuple[float, str]:
+        weight = self.calendars[store].at(ts)
+        return weight.value, weight.explain()
+
+    def _temperature(self, s: _SensorState, ts: float, value: float, out: list[Transition]) -> None:
+        if s.fault_active and ts - s.fault_window_start > FAULT_WINDOW_S / 3:
+            s.fault_active = False
+            self._clear(f"{SENSOR_FAULT}:{s.sensor}", ts, out)
+        prev_ts, prev_value = s.last_ts, s.last_value
+        if prev_ts is not None and ts <= prev_ts:
+            return  # late or duplicate: stored, but the accumulators only move forward
+        s.last_ts, s.last_value = ts, value
+        lim = s.limits
+        defrosts = self.defrosts.get(s.asset)
+        phase = defrosts.phase(ts) if defrosts else None
+        weight, weight_text = self._weight(s.store, ts)
+        self._overrun(s, ts, value, phase, out)
+        if prev_ts is None or prev_value is None:
+            self._hard_limits(s, ts, value, weight_text, out)
+            return
+        dt = min(ts - prev_ts, s.interval_s * MAX_GAP_INTERVALS)
+        mean = (prev_value + value) / 2.0
+        crit_above = lim.critical_above
+        if phase is not None and lim.defrost_ceiling is not None and crit_above is not None:
+            crit_above = max(crit_above, lim.defrost_ceiling)
+        warn_armed = phase is None
+        s.hi_warn = _spend(s.hi_warn, mean, lim.warn_above, dt, weight, lim, armed=warn_armed)
+        s.hi_crit = _spend(s.hi_crit, mean, crit_above, dt, weight, lim, armed=True)
+        s.lo_warn = _spend(s.lo_warn, -mean, _neg(lim.warn_below), dt, weight, lim, warn_armed)
+        s.lo_crit = _spend(s.lo_crit, -mean, _neg(lim.critical_below), dt, weight, lim, True)
+        self._rise(s, ts, value, phase)
+        level, side, limit, budget_text = 0, "high", None, ""
+        if s.hi_crit >= lim.critical_budget_ks:
+            level, limit = 3, crit_above
+            budget_text = _budget(s.hi_crit, lim.critical_budget_ks)
+        elif s.lo_crit >= lim.critical_budget_ks:
+            level, side, limit = 3, "low", lim.critical_below
+            budget_text = _budget(s.lo_crit, lim.critical_budget_ks)
+        elif s.hi_warn >= lim.warn_budget_ks:
+            level, limit = 2, lim.warn_above
+            budget_text = _budget(s.hi_warn, lim.warn_budget_ks)
+        elif s.lo_warn >= lim.warn_budget_ks:
+            level, side, limit = 2, "low", lim.warn_below
+            budget_text = _budget(s.lo_warn, lim.warn_budget_ks)
+        elif s.rise_slope * 3600 >= lim.rise_k_per_h and _near_high(value, lim):
+            level, limit = 1, lim.warn_above
+            budget_text = f"rising {s.rise_slope * 3600:.1f} K/h"
+        hard = _hard(value, lim)
+        if hard is not None:
+            level, side, limit = 3, hard[0], hard[1]
+            budget_text = f"hard {'ceiling' if side == 'high' else 'floor'} {limit:g} °C"
+        outside = _outside(value, lim)
+        if outside and s.excursion_since is None:
+            s.excursion_since = prev_ts if _outside(prev_value, lim) else ts
+        explanation = {
+            "reading": value,
+            "limit": limit,
+            "budget": budget_text,
+            "weight": weight_text,
+            "defrost": phase,
+            "interval_s": s.interval_s,
+        }
+        self._set_level(s, ts, level, side, value, limit, explanation, out)
+        self._maybe_clear(s, ts, value, outside, out)
+
+    def _hard_limits(
+        self, s: _SensorState, ts: float, value: float, weight_text: str, out: list[Transition]
+    ) -> None:
+        hard = _hard(value, s.limits)
+        if hard is not None:
+            explanation = {"reading": value, "limit": hard[1], "weight": weight_text,
+                           "budget": f"hard limit {hard[1]:g} °C"}  # fmt: skip
+            s.excursion_since = s.excursion_since or ts
+            self._set_level(s, ts, 3, hard[0], value, hard[1], explanation, out)
+
+    def _rise(self, s: _SensorState, ts: float, value: float, phase: str | None) -> None:
+        if phase is not None:
+            s.rise_anchor, s.rise_slope = (ts, value), 0.0
+            return
+        if s.rise_anchor is None:
+            s.rise_anchor = (ts, value)
+            return
+        anchor_ts, anchor_value = s.rise_anchor
+        if ts - anchor_ts >= RISE_WINDOW_S:
+            s.rise_slope = (value - anchor_value) / (ts - anchor_ts)
+            s.rise_anchor = (ts, value)
+
+    def _overrun(
+        self, s: _SensorState, ts: float, value: float, phase: str | None, out: list[Transition]
+    ) -> None:
+        """A unit still warm when its defrost recovery ended: the defrost did not end."""
+        was_in_defrost, s.in_defrost_prev = s.in_defrost_prev, phase is not None
+        warn = s.limits.warn_above
+        if warn is None:
+            return
+        key = f"{DEFROST_OVERRUN}:{s.asset}"
+        if was_in_defrost and phase is None and value > warn + s.limits.hysteresis_k:
+            s.overrun = True
+            self._fire(
+                Condition(
+                    key, DEFROST_OVERRUN, WARNING, WARNING, s.store, s.asset, s.sensor,
+                    s.device, round(ts * 1000), value, warn,
+                    {"reading": value, "limit": warn,
+                     "budget": "still above the warn limit when the defrost recovery ended"},
+                ),
+                ts,
+                out,
+            )  # fmt: skip
+        elif s.overrun and value <= warn - s.limits.hysteresis_k:
+            s.overrun = False
+            self._clear(key, ts, out)
+
+    def _set_level(
+        self,
+        s: _SensorState,
+        ts: float,
+        level: int,
+        side: str,
+        value: float,
+        limit: float | None,
+        explanation: dict[str, Any],
+        out: list[Transition],
+    ) -> None:
+        if level <= s.level:
+            return
+        if s.excursion_since is None:
+            s.excursion_since = ts  # the problem starts at its first stage (maybe "rising")
+        s.level, s.side = level, side
+        stage = {1: "rising", 2: WARNING, 3: CRITICAL}[level]
+        since = s.excursion_since if s.excursion_since is not None else ts
+        condition = Condition(
+            key=f"{TEMPERATURE}:{s.asset}",
+            kind=TEMPERATURE,
+            severity=CRITICAL if level == 3 else WARNING,
+            stage=stage,
+            store=s.store,
+            asset=s.asset,
+            sensor=s.sensor,
+            device=s.device,
+            since_ms=round(since * 1000),
+            value=value,
+            limit=limit,
+            explanation={**explanation, "side": side, "stage": stage},
+        )
+        self._fire(condition, ts, out)
+
+    def _maybe_clear(
+        self, s: _SensorState, ts: float, value: float, outside: bool, out: list[Transition]
+    ) -> None:
+        lim = s.limits
+        back_in = not _outside(value, lim, margin=lim.hysteresis_k)
+        if not back_in:
+            s.clear_since = None
+            return
+        if s.level == 0 and not outside:
+            s.excursion_since = None
+            return
+        if s.clear_since is None:
+            s.clear_since = ts
+        if s.level > 0 and ts - s.clear_since >= lim.clear_hold_s:
+            s.level = 0
+            s.hi_warn = s.hi_crit = s.lo_warn = s.lo_crit = 0.0
+            s.excursion_since = None
+            s.clear_since = None
+            s.rise_slope = 0.0
+            self._clear(f"{TEMPERATURE}:{s.asset}", ts, out, sensor=s.sensor)
+
+    def _door(self, s: _SensorState, ts: float, value: float, out: list[Transition]) -> None:
+        if value >= 0.5:
+            if s.door_open_since is None:
+                s.door_open_since = ts
+                self._doors_open.add(s.sensor)
+            self._door_check(s, ts, out)
+        else:
+            s.door_open_since = None
+            self._doors_open.discard(s.sensor)
+            if s.door_level:
+                s.door_level = 0
+                self._clear(f"{DOOR_OPEN}:{s.asset}", ts, out)
+
+    def _door_check(self, s: _SensorState, now: float, out: list[Transition]) -> None:
+        if s.door_open_since is None:
+            return
+        weight, weight_text = self._weight(s.store, now)
+        open_s = now - s.door_open_since
+        lim = s.limits
+        level = 0
+        if open_s * weight >= lim.door_critical_s:
+            level = 3
+        elif open_s * weight >= lim.door_warn_s:
+            level = 2
+        if level > s.door_level:
+            s.door_level = level
+            self._fire(
+                Condition(
+                    f"{DOOR_OPEN}:{s.asset}", DOOR_OPEN, CRITICAL if level == 3 else WARNING,
+                    CRITICAL if level == 3 else WARNING, s.store, s.asset, s.sensor, s.device,
+                    round(s.door_open_since * 1000), open_s, lim.door_warn_s,
+                    {"open_s": round(open_s), "weight": weight_text,
+                     "limit": f"{lim.door_warn_s / 60:g}/{lim.door_critical_s / 60:g} min"},
+                ),
+                now,
+                out,
+            )  # fmt: skip
+
+    def _battery(self, s: _SensorState, ts: float, value: float, out: list[Transition]) -> None:
+        low = s.limits.low_battery_pct
+        key = f"{LOW_BATTERY}:{s.sensor}"
+        if value < low and not s.battery_low:
+            s.battery_low = True
+            self._fire(
+                Condition(key, LOW_BATTERY, WARNING, WARNING, s.store, s.asset, s.sensor,
+                          s.device, round(ts * 1000), value, low,
+                          {"battery_pct": value, "limit": low}),
+                ts,
+                out,
+            )  # fmt: skip
+        elif value >= low + BATTERY_HYSTERESIS_PCT and s.battery_low:
+            s.battery_low = False
+            self._clear(key, ts, out)
+
+    def _fault(self, s: _SensorState, ts: float, code: str, out: list[Transition]) -> None:
+        if ts - s.fault_window_start > FAULT_WINDOW_S:
+            s.fault_window_start, s.fault_count = ts, 0
+        s.fault_count += 1
+        s.last_fault_code = code
+        if s.fault_count >= FAULTS_TO_ALERT and not s.fault_active:
+            s.fault_active = True
+            self._fire(
+                Condition(f"{SENSOR_FAULT}:{s.sensor}", SENSOR_FAULT, WARNING, WARNING,
+                          s.store, s.asset, s.sensor, s.device,
+                          round(s.fault_window_start * 1000), None, None,
+                          {"code": code, "faults": s.fault_count,
+                           "window_min": FAULT_WINDOW_S // 60}),
+                ts,
+                out,
+            )  # fmt: skip
+
+    def _status(self, device: str, ts: float, *, online: bool, out: list[Transition]) -> None:
+        index = self._device_index.get(device)
+        if index is not None:
+            self._device_offline[index] = not online
+        if online:
+            self.device_offline_since.pop(device, None)
+            if device in self.device_offline_fired:
+                self.device_offline_fired.discard(device)
+                self._clear(f"{DEVICE_OFFLINE}:{device}", ts, out)
+            if device in self.device_store:
+                self._outage_check(ts, out)
+        else:
+            self.device_offline_since.setdefault(device, ts)
+
+    # -- time -------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> list[Transition]:
+        """Everything that happens by time alone, up to ``now_ms``."""
+        now = now_ms / 1000.0
+        out: list[Transition] = []
+        seen = self._last_seen
+        with np.errstate(invalid="ignore"):
+            overdue = (now - seen) > self._silence_after
+        newly = np.flatnonzero(overdue & ~self._silent)
+        for slot in newly:
+            s = self._slots[int(slot)]
+            s.silent = True
+            self._silent[slot] = True
+            weight, weight_text = self._weight(s.store, now)
+            self._fire(
+                Condition(f"{SENSOR_SILENT}:{s.sensor}", SENSOR_SILENT, WARNING, WARNING,
+                          s.store, s.asset, s.sensor, s.device, round(float(seen[slot]) * 1000),
+                          None, None,
+                          {"last_seen_ms": round(float(seen[slot]) * 1000),
+                           "silent_after_s": float(self._silence_after[slot]),
+                           "weight": weight_text}),
+                now,
+                out,
+            )  # fmt: skip
+        for sensor in list(self._doors_open):
+            self._door_check(self.states[sensor], now, out)
+        for device, since in list(self.device_offline_since.items()):
+            store = self.device_store.get(device)
+            if store is None or device in self.device_offline_fired:
+                continue
+            weight, weight_text = self._weight(store, now)
+            if (now - since) * weight >= OFFLINE_GRACE_S:
+                self.device_offline_fired.add(device)
+                self._fire(
+                    Condition(f"{DEVICE_OFFLINE}:{device}", DEVICE_OFFLINE, WARNING, WARNING,
+                              store, None, None, device, round(since * 1000), None, None,
+                              {"offline_since_ms": round(since * 1000), "weight": weight_text}),
+                    now,
+                    out,
+                )  # fmt: skip
+        self._outage_check(now, out)
+        return out
+
+    def _down_mask(self) -> npt.NDArray[np.bool_]:
+        """Per device: offline (LWT) or every one of its sensors silent."""
+        silent_sensors = np.bincount(self._slot_device[self._silent], minlength=len(self._devices))
+        all_silent: npt.NDArray[np.bool_] = silent_sensors == self._device_sensors
+        return np.logical_or(self._device_offline, all_silent)
+
+    def down_devices(self, store: str) -> set[str]:
+        """Devices of a store that are offline (LWT) or whose sensors are all silent."""
+        down = self._down_mask()
+        return {
+            d for i, d in enumerate(self._devices)
+            if down[i] and self.device_store[d] == store
+        }  # fmt: skip
+
+    def _outage_check(self, now: float, out: list[Transition]) -> None:
+        """Vectorised over stores: fire or clear ``store_outage`` where the share changed."""
+        if not self._store_ids:
+            return
+        down = self._down_mask()
+        down_per_store = np.bincount(self._device_store[down], minlength=len(self._store_ids))
+        share = down_per_store / np.maximum(self._store_device_count, 1)
+        firing = (down_per_store >= OUTAGE_MIN_DEVICES) & (share >= OUTAGE_SHARE)
+        clearing = share < OUTAGE_SHARE / 2
+        for index in np.flatnonzero(firing | clearing):
+            store = self._store_ids[int(index)]
+            key = f"{STORE_OUTAGE}:{store}"
+            total = int(self._store_device_count[index])
+            if firing[index] and store not in self.store_outage:
+                self.store_outage.add(store)
+                self._fire(
+                    Condition(key, STORE_OUTAGE, CRITICAL, CRITICAL, store, None, None, None,
+                              round(now * 1000), float(down_per_store[index]), float(total),
+                              {"down": sorted(self.down_devices(store)), "devices": total}),
+                    now,
+                    out,
+                )  # fmt: skip
+            elif clearing[index] and store in self.store_outage:
+                self.store_outage.discard(store)
+                self._clear(key, now, out)
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def _fire(self, condition: Condition, ts: float, out: list[Transition]) -> None:
+        previous = self.active.get(condition.key)
+        action = "fire" if previous is None else "upgrade"
+        if previous is not None and _LEVELS.get(condition.stage, 0) <= _LEVELS.get(
+            previous.stage, 0
+        ):
+            return
+        self.active[condition.key] = condition
+        out.append(Transition(action, condition, round(ts * 1000)))
+
+    def _clear(self, key: str, ts: float, out: list[Transition], sensor: str | None = None) -> None:
+        condition = self.active.get(key)
+        if condition is None:
+            return
+        if sensor is not None and key.startswith(f"{TEMPERATURE}:"):
+            # Another sensor of the same asset may still be out of range.
+            others = self._by_asset.get(condition.asset or "", [])
+            if any(o.level > 0 for o in others if o.sensor != sensor):
+                return
+        del self.active[key]
+        out.append(Transition("clear", condition, round(ts * 1000)))
+
+
+def _neg(value: float | None) -> float | None:
+    return -value if value is not None else None
+
+
+def _spend(
+    acc: float,
+    mean: float,
+    limit: float | None,
+    dt: float,
+    weight: float,
+    lim: Limits,
+    armed: bool,
+) -> float:
+    """Spend (beyond ``limit``) or drain (back inside with hysteresis) one accumulator."""
+    if limit is None:
+        return 0.0
+    excess = mean - limit
+    if excess > 0:
+        return acc + excess * dt * weight if armed else acc
+    if excess < -lim.hysteresis_k:
+        return max(0.0, acc - dt)  # drain at 1 K: time back in range forgives
+    return acc
+
+
+def _hard(value: float, lim: Limits) -> tuple[str, float] | None:
+    if lim.hard_ceiling is not None and value >= lim.hard_ceiling:
+        return "high", lim.hard_ceiling
+    if lim.hard_floor is not None and value <= lim.hard_floor:
+        return "low", lim.hard_floor
+    return None
+
+
+def _outside(value: float, lim: Limits, margin: float = 0.0) -> bool:
+    if lim.warn_above is not None and value > lim.warn_above - margin:
+        return True
+    return lim.warn_below is not None and value < lim.warn_below + margin
+
+
+def _near_high(value: float, lim: Limits) -> bool:
+    """Within 2 K of the warn limit (a rise far below it is a normal pull-up)."""
+    return lim.warn_above is not None and value >= lim.warn_above - 2.0
+
+
+def _budget(spent: float, budget: float) -> str:
+    return f"{spent / 60:.0f} of {budget / 60:.0f} K·min spent"
