@@ -54,7 +54,7 @@ LOW_BATTERY = "low_battery"
 SENSOR_FAULT = "sensor_fault"
 
 WARNING, CRITICAL = "warning", "critical"
-_LEVELS = {"rising": 1, WARNING: 2, CRITICAL: 3}
+LEVELS = {"rising": 1, WARNING: 2, CRITICAL: 3}
 
 # A sensor is silent after this many reporting intervals without a message (research §0:
 # 2.5-3x for sleepy devices); fewer pages on a single lost LoRa uplink, more delay.
@@ -627,14 +627,78 @@ class RuleEngine:
                 self.store_outage.discard(store)
                 self._clear(key, now, out)
 
+    # -- restart and manual resolution -------------------------------------------------
+
+    def restore(self, c: Condition) -> None:
+        """Re-adopt a condition whose alert is still open (after a restart or reload), so
+        that it can clear, instead of firing again or staying open forever."""
+        self.active[c.key] = c
+        state = self.states.get(c.sensor or "")
+        since = c.since_ms / 1000.0
+        if c.kind == STORE_OUTAGE:
+            self.store_outage.add(c.store)
+        elif c.kind == DEVICE_OFFLINE and c.device is not None:
+            self.device_offline_fired.add(c.device)
+            self.device_offline_since.setdefault(c.device, since)
+            if (index := self._device_index.get(c.device)) is not None:
+                self._device_offline[index] = True
+        elif state is None:
+            return
+        elif c.kind == TEMPERATURE:
+            state.level = LEVELS.get(c.stage, 2)
+            state.side = str(c.explanation.get("side", "high"))
+            state.excursion_since = since
+        elif c.kind == DOOR_OPEN:
+            state.door_level = LEVELS.get(c.stage, 2)
+            state.door_open_since = since
+            self._doors_open.add(state.sensor)
+        elif c.kind == SENSOR_SILENT:
+            state.silent = True
+            self._silent[state.slot] = True
+        elif c.kind == LOW_BATTERY:
+            state.battery_low = True
+        elif c.kind == SENSOR_FAULT:
+            state.fault_active = True
+            state.fault_window_start = since
+        elif c.kind == DEFROST_OVERRUN:
+            state.overrun = True
+
+    def forget(self, key: str) -> None:
+        """A person resolved the alert: drop the condition so it fires again if the
+        problem is still there (the spent budgets are kept, so it fires on the next
+        reading rather than after a whole new budget)."""
+        c = self.active.pop(key, None)
+        if c is None:
+            return
+        state = self.states.get(c.sensor or "")
+        if c.kind == STORE_OUTAGE:
+            self.store_outage.discard(c.store)
+        elif c.kind == DEVICE_OFFLINE and c.device is not None:
+            self.device_offline_fired.discard(c.device)
+        elif state is None:
+            return
+        elif c.kind == TEMPERATURE:
+            for other in self._by_asset.get(state.asset, []):
+                other.level = 0
+        elif c.kind == DOOR_OPEN:
+            state.door_level = 0
+        elif c.kind == SENSOR_SILENT:
+            state.silent = False
+            self._silent[state.slot] = False
+        elif c.kind == LOW_BATTERY:
+            state.battery_low = False
+        elif c.kind == SENSOR_FAULT:
+            state.fault_active = False
+            state.fault_count = 0
+        elif c.kind == DEFROST_OVERRUN:
+            state.overrun = False
+
     # -- bookkeeping ------------------------------------------------------------------
 
     def _fire(self, condition: Condition, ts: float, out: list[Transition]) -> None:
         previous = self.active.get(condition.key)
         action = "fire" if previous is None else "upgrade"
-        if previous is not None and _LEVELS.get(condition.stage, 0) <= _LEVELS.get(
-            previous.stage, 0
-        ):
+        if previous is not None and LEVELS.get(condition.stage, 0) <= LEVELS.get(previous.stage, 0):
             return
         self.active[condition.key] = condition
         out.append(Transition(action, condition, round(ts * 1000)))

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from core import audit
 from core.chain import Asset, Chain, Contact, Policy, Sensor, Store
 from core.errors import NotFound
 
@@ -49,6 +50,39 @@ _MIGRATIONS: list[str] = [
         family TEXT, topic TEXT NOT NULL, payload TEXT NOT NULL, detail TEXT NOT NULL);
     CREATE INDEX dead_letters_at ON dead_letters(at);
     CREATE INDEX dead_letters_reason ON dead_letters(reason);
+    """,
+    # 2: alerting: alerts with their frozen escalation, notifications, silences, audit
+    """
+    CREATE TABLE alerts (
+        id TEXT PRIMARY KEY, key TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
+        stage TEXT NOT NULL, store TEXT NOT NULL, asset TEXT, sensor TEXT, device TEXT,
+        state TEXT NOT NULL, ack_code TEXT NOT NULL, opened_at REAL NOT NULL,
+        updated_at REAL NOT NULL, since REAL NOT NULL, acked_at REAL, acked_by TEXT,
+        ack_via TEXT, ack_note TEXT, resolved_at REAL, resolved_by TEXT, resolve_note TEXT,
+        policy TEXT NOT NULL, step INTEGER NOT NULL, repeats INTEGER NOT NULL,
+        level INTEGER NOT NULL, next_at REAL, value REAL, limit_value REAL,
+        explanation TEXT NOT NULL);
+    CREATE UNIQUE INDEX alerts_open_key ON alerts(key) WHERE state != 'resolved';
+    CREATE UNIQUE INDEX alerts_open_code ON alerts(ack_code) WHERE state != 'resolved';
+    CREATE INDEX alerts_store ON alerts(store, state);
+    CREATE INDEX alerts_due ON alerts(state, next_at);
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, alert_ids TEXT NOT NULL, store TEXT NOT NULL,
+        step INTEGER, purpose TEXT NOT NULL, contact TEXT NOT NULL, phone TEXT NOT NULL,
+        channel TEXT NOT NULL, language TEXT NOT NULL, body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        provider_id TEXT, error TEXT, attempts INTEGER NOT NULL,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    CREATE INDEX notifications_status ON notifications(status);
+    CREATE INDEX notifications_provider ON notifications(provider_id);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, store TEXT, asset TEXT, sensor TEXT,
+        starts REAL NOT NULL, ends REAL NOT NULL, reason TEXT NOT NULL,
+        created_by TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
+        action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
     """,
 ]
 
@@ -163,7 +197,8 @@ class Registry:
                 raise
             self._conn.execute("COMMIT")
 
-    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """Run one read statement (rows support ``row["column"]``)."""
         with self._lock:
             return self._conn.execute(sql, tuple(args)).fetchall()
 
@@ -242,7 +277,7 @@ class Registry:
         )
 
     def _docs(self, model: type[_M], sql: str, args: Iterable[Any] = ()) -> list[_M]:
-        return [model.model_validate_json(row["doc"]) for row in self._query(sql, args)]
+        return [model.model_validate_json(row["doc"]) for row in self.query(sql, args)]
 
     def stores(self) -> list[Store]:
         """All stores, by id."""
@@ -303,7 +338,7 @@ class Registry:
 
     def sensor_infos(self) -> dict[str, SensorInfo]:
         """Every active sensor with its store, asset, type and timezone (one query)."""
-        rows = self._query(
+        rows = self.query(
             "SELECT s.id AS sensor, s.doc AS sdoc, a.doc AS adoc, st.doc AS stdoc "
             "FROM sensors s JOIN assets a ON a.id = s.asset JOIN stores st ON st.id = a.store "
             "WHERE s.retired_at IS NULL"
@@ -324,6 +359,20 @@ class Registry:
                 timezone=store.get("timezone") or "UTC",
             )
         return out
+
+    # -- audit log ----------------------------------------------------------------------
+
+    def audit_entries(
+        self, *, after_id: int = 0, limit: int = 1000, subject: str | None = None
+    ) -> list[audit.AuditEntry]:
+        """Audit entries in order (see :mod:`core.audit`)."""
+        with self._lock:
+            return audit.entries(self._conn, after_id=after_id, limit=limit, subject=subject)
+
+    def audit_verify(self) -> tuple[bool, int | None, int]:
+        """Check the audit hash chain: (intact, first bad id, entries checked)."""
+        with self._lock:
+            return audit.verify(self._conn)
 
     # -- discovered devices -----------------------------------------------------------
 
@@ -359,7 +408,7 @@ class Registry:
         """Devices seen on MQTT that have at least one unregistered sensor."""
         registered = {s.id for s in self.sensors()}
         out = []
-        for row in self._query("SELECT * FROM discovered_devices ORDER BY last_seen DESC"):
+        for row in self.query("SELECT * FROM discovered_devices ORDER BY last_seen DESC"):
             sensors = json.loads(row["sensors"])
             pending = [s for s in sensors if s not in registered]
             if not pending and not include_registered:
@@ -410,7 +459,7 @@ class Registry:
             where.append("id<?")
             args.append(before_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(
+        rows = self.query(
             f"SELECT * FROM dead_letters {clause} ORDER BY id DESC LIMIT ?", [*args, limit]
         )
         return [
@@ -428,5 +477,5 @@ class Registry:
 
     def dead_letter_counts(self) -> dict[str, int]:
         """Stored dead letters by reason."""
-        rows = self._query("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason")
+        rows = self.query("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason")
         return {r["reason"]: int(r["n"]) for r in rows}

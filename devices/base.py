@@ -143,8 +143,12 @@ def check_value(
             faults.append(Fault(sensor, quantity, FaultCode.UNPARSABLE, str(raw).lower()))
         return
     if isinstance(raw, int | float):
-        value = float(raw)
-        text = repr(raw)
+        text = repr(raw)[:40]
+        try:
+            value = float(raw)
+        except OverflowError:  # a JSON integer with hundreds of digits
+            faults.append(Fault(sensor, quantity, FaultCode.OUT_OF_RANGE, text))
+            return
     elif isinstance(raw, str):
         text = raw.strip()
         if text.lower() in _NAN_TEXTS:
@@ -206,9 +210,12 @@ def epoch_ms(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        try:
+            seconds = float(value)
+        except OverflowError:  # a JSON integer beyond float range
             return None
-        seconds = float(value)
+        if not math.isfinite(seconds):
+            return None
         if seconds > 1e11:  # milliseconds given where seconds were expected
             seconds /= 1000.0
         if not -1e11 < seconds < 1e11:

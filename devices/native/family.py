@@ -17,7 +17,6 @@ extension of DESIGN.md §3 for multi-probe nodes) to ``<device_id>:<channel>``. 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,9 +33,8 @@ from devices.base import (
     parse_json_object,
     parse_text,
 )
+from devices.common import check_channel, check_device
 
-_DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
-_CHANNEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 # JSON key -> quantity; the unit is in the key so a payload is self-describing.
 KEYS: dict[str, Quantity] = {
     "temperature_c": Quantity.TEMPERATURE,
@@ -81,8 +79,7 @@ class NativeFamily:
         if not self.matches(levels):
             raise DecodeError("bad_topic", f"not a coldchain/v1 topic: {topic[:120]}")
         device = levels[2]
-        if not _DEVICE.match(device):
-            raise DecodeError("bad_device_id", f"invalid device id {device[:100]!r}")
+        check_device(device)
         if levels[3] == "status":
             return self._decode_status(device, payload)
         data = parse_json_object(payload)
@@ -94,9 +91,9 @@ class NativeFamily:
             if not isinstance(channels, dict) or len(channels) > _MAX_CHANNELS:
                 raise DecodeError("bad_type", "channels must be an object of up to 32 channels")
             for channel, values in channels.items():
-                if not _CHANNEL.match(channel) or not isinstance(values, dict):
-                    raise DecodeError("bad_type", f"channel {channel[:64]!r} is not valid")
-                self._collect(sensor_id(device, channel), values, readings, faults)
+                if not isinstance(values, dict):
+                    raise DecodeError("bad_type", f"channel {channel[:64]!r} is not an object")
+                self._collect(sensor_id(device, check_channel(channel)), values, readings, faults)
         if not readings and not faults:
             raise DecodeError("no_readings", "no known reading key (temperature_c, ...)")
         ts_ms = None

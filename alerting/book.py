@@ -1,0 +1,436 @@
+"""The alert book: alerts, their frozen escalation and their notifications, in SQLite.
+
+The database holds the truth (STYLE.md §2). Every state change of an alert is one
+transaction that also appends an audit entry, so a restart resumes exactly where the
+last committed step left off.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from alerting.rules import Condition
+from core import audit
+from core.chain import PolicyStep
+from core.errors import NotFound, RegistryError
+from core.registry import Registry
+
+FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert as stored."""
+
+    id: str
+    key: str
+    kind: str
+    severity: str
+    stage: str
+    store: str
+    asset: str | None
+    sensor: str | None
+    device: str | None
+    state: str
+    ack_code: str
+    opened_at: float
+    updated_at: float
+    since: float
+    acked_at: float | None
+    acked_by: str | None
+    ack_via: str | None
+    ack_note: str | None
+    resolved_at: float | None
+    resolved_by: str | None
+    resolve_note: str | None
+    policy: list[PolicyStep]
+    step: int  # index of the next step to run
+    repeats: int  # times the repeating last step has run
+    level: int  # steps run so far (escalation level)
+    next_at: float | None
+    value: float | None
+    limit_value: float | None
+    explanation: dict[str, Any]
+
+    @property
+    def open(self) -> bool:
+        """Not resolved."""
+        return self.state != RESOLVED
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message to one contact, about one or more alerts of one store."""
+
+    id: int
+    alert_ids: list[str]
+    store: str
+    step: int | None
+    purpose: str  # page | reminder | resolved
+    contact: str
+    phone: str
+    channel: str
+    language: str
+    body: str
+    status: str  # pending | sent | delivered | failed | undelivered | unknown
+    provider_id: str | None
+    error: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A notification to create: who, how, what, in which store's name."""
+
+    contact: str
+    phone: str
+    channel: str
+    language: str
+    body: str
+    store: str
+
+
+def _insert_pages(
+    conn: sqlite3.Connection,
+    alert_ids: list[str],
+    step: int | None,
+    purpose: str,
+    pages: list[Page],
+    at: float,
+) -> list[int]:
+    ids = []
+    for page in pages:
+        cur = conn.execute(
+            "INSERT INTO notifications(alert_ids, store, step, purpose, contact, phone, channel, "
+            "language, body, status, attempts, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,'pending',0,?,?)",
+            (json.dumps(alert_ids), page.store, step, purpose, page.contact, page.phone,
+             page.channel, page.language, page.body, at, at),
+        )  # fmt: skip
+        ids.append(int(cur.lastrowid or 0))
+    return ids
+
+
+def _alert(row: sqlite3.Row) -> Alert:
+    data = dict(row)
+    data["policy"] = [PolicyStep.model_validate(s) for s in json.loads(data["policy"])]
+    data["explanation"] = json.loads(data["explanation"])
+    return Alert(**data)
+
+
+def _notification(row: sqlite3.Row) -> Notification:
+    data = dict(row)
+    data["alert_ids"] = json.loads(data["alert_ids"])
+    return Notification(**data)
+
+
+class AlertBook:
+    """Reads and writes alerts through the registry's connection."""
+
+    def __init__(self, registry: Registry, rng: random.Random | None = None) -> None:
+        self.registry = registry
+        self._rng = rng or random.Random()
+
+    # -- reads ------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> Alert:
+        """One alert. Raises NotFound."""
+        rows = self.registry.query("SELECT * FROM alerts WHERE id=?", (alert_id,))
+        if not rows:
+            raise NotFound(f"unknown alert {alert_id!r}")
+        return _alert(rows[0])
+
+    def open_by_key(self, key: str) -> Alert | None:
+        """The open alert for a condition key, if any."""
+        rows = self.registry.query(
+            "SELECT * FROM alerts WHERE key=? AND state != ?", (key, RESOLVED)
+        )
+        return _alert(rows[0]) if rows else None
+
+    def open_by_code(self, code: str) -> Alert | None:
+        """The open alert with an acknowledgement code, if any."""
+        rows = self.registry.query(
+            "SELECT * FROM alerts WHERE ack_code=? AND state != ?", (code, RESOLVED)
+        )
+        return _alert(rows[0]) if rows else None
+
+    def alerts(
+        self,
+        *,
+        store: str | None = None,
+        stores: Iterable[str] | None = None,
+        state: str | None = None,
+        kind: str | None = None,
+        severity: str | None = None,
+        open_only: bool = False,
+        limit: int = 200,
+    ) -> list[Alert]:
+        """Alerts, newest first, filtered."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("store", store), ("state", state), ("kind", kind),
+                              ("severity", severity)):  # fmt: skip
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        if stores is not None:
+            allowed = list(stores)
+            where.append(f"store IN ({','.join('?' * len(allowed))})" if allowed else "0")
+            args.extend(allowed)
+        if open_only:
+            where.append("state != 'resolved'")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.registry.query(
+            f"SELECT * FROM alerts {clause} ORDER BY opened_at DESC LIMIT ?", [*args, limit]
+        )
+        return [_alert(r) for r in rows]
+
+    def due(self, now: float) -> list[Alert]:
+        """Firing alerts whose next step is due, and acknowledged ones whose ack expired."""
+        rows = self.registry.query(
+            "SELECT * FROM alerts WHERE state IN (?, ?) AND next_at IS NOT NULL "
+            "AND next_at <= ? ORDER BY next_at",
+            (FIRING, ACKNOWLEDGED, now),
+        )
+        return [_alert(r) for r in rows]
+
+    def notifications(
+        self, *, alert_id: str | None = None, status: str | None = None
+    ) -> list[Notification]:
+        """Notifications in creation order, optionally of one alert or status."""
+        rows = self.registry.query("SELECT * FROM notifications ORDER BY id")
+        out = [_notification(r) for r in rows]
+        if alert_id is not None:
+            out = [n for n in out if alert_id in n.alert_ids]
+        if status is not None:
+            out = [n for n in out if n.status == status]
+        return out
+
+    def notification_by_provider(self, provider_id: str) -> Notification | None:
+        """The notification a provider id (Twilio SID) belongs to."""
+        rows = self.registry.query(
+            "SELECT * FROM notifications WHERE provider_id=?", (provider_id,)
+        )
+        return _notification(rows[0]) if rows else None
+
+    def active_silences(self, now: float) -> list[dict[str, Any]]:
+        """Silences (maintenance windows) in force at ``now``."""
+        rows = self.registry.query(
+            "SELECT * FROM silences WHERE starts <= ? AND ends > ?", (now, now)
+        )
+        return [dict(r) for r in rows]
+
+    # -- writes -----------------------------------------------------------------------
+
+    def _new_code(self, conn: sqlite3.Connection) -> str:
+        for _ in range(1000):
+            code = f"{self._rng.randrange(1000, 10000)}"
+            taken = conn.execute(
+                "SELECT 1 FROM alerts WHERE ack_code=? AND state != ?", (code, RESOLVED)
+            ).fetchone()
+            if taken is None:
+                return code
+        raise RegistryError("no free acknowledgement code (9,000 alerts open?)")
+
+    def open(self, condition: Condition, at: float, policy: list[PolicyStep]) -> Alert:
+        """Open an alert for a newly fired condition, with its escalation frozen."""
+        alert_id = f"al-{self._rng.getrandbits(40):010x}"
+        with self.registry.transaction() as conn:
+            code = self._new_code(conn)
+            conn.execute(
+                "INSERT INTO alerts(id, key, kind, severity, stage, store, asset, sensor, "
+                "device, state, ack_code, opened_at, updated_at, since, policy, step, repeats, "
+                "level, next_at, value, limit_value, explanation) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0,?,?,?,?)",
+                (
+                    alert_id, condition.key, condition.kind, condition.severity,
+                    condition.stage, condition.store, condition.asset, condition.sensor,
+                    condition.device, FIRING, code, at, at, condition.since_ms / 1000,
+                    json.dumps([s.model_dump(mode="json") for s in policy]), at,
+                    condition.value, condition.limit,
+                    json.dumps(condition.explanation, default=str),
+                ),
+            )  # fmt: skip
+            audit.append(
+                conn, at=at, actor="coldchain", action="alert.open", subject=alert_id,
+                detail={"key": condition.key, "severity": condition.severity,
+                        "stage": condition.stage, "code": code,
+                        "explanation": condition.explanation},
+            )  # fmt: skip
+        return self.get(alert_id)
+
+    def upgrade(self, alert: Alert, condition: Condition, at: float) -> Alert:
+        """Record that the problem got worse (rising -> warning -> critical)."""
+        with self.registry.transaction() as conn:
+            conn.execute(
+                "UPDATE alerts SET severity=?, stage=?, value=?, limit_value=?, explanation=?, "
+                "updated_at=? WHERE id=?",
+                (
+                    condition.severity, condition.stage, condition.value, condition.limit,
+                    json.dumps(condition.explanation, default=str), at, alert.id,
+                ),
+            )  # fmt: skip
+            audit.append(
+                conn, at=at, actor="coldchain", action="alert.upgrade", subject=alert.id,
+                detail={"severity": condition.severity, "stage": condition.stage,
+                        "explanation": condition.explanation},
+            )  # fmt: skip
+        return self.get(alert.id)
+
+    def acknowledge(
+        self, alert: Alert, at: float, *, by: str, via: str, note: str, rearm_at: float | None
+    ) -> Alert:
+        """Stop the escalation; re-escalate at ``rearm_at`` if still unresolved."""
+        if alert.state == RESOLVED:
+            raise RegistryError(f"alert {alert.id} is already resolved")
+        with self.registry.transaction() as conn:
+            conn.execute(
+                "UPDATE alerts SET state=?, acked_at=?, acked_by=?, ack_via=?, ack_note=?, "
+                "next_at=?, updated_at=? WHERE id=?",
+                (ACKNOWLEDGED, at, by, via, note, rearm_at, at, alert.id),
+            )
+            audit.append(
+                conn, at=at, actor=by, action="alert.acknowledge", subject=alert.id,
+                detail={"via": via, "note": note, "code": alert.ack_code},
+            )  # fmt: skip
+        return self.get(alert.id)
+
+    def resolve(self, alert: Alert, at: float, *, by: str, note: str) -> Alert:
+        """Close the alert (condition cleared, or resolved by a person with a note)."""
+        with self.registry.transaction() as conn:
+            conn.execute(
+                "UPDATE alerts SET state=?, resolved_at=?, resolved_by=?, resolve_note=?, "
+                "next_at=NULL, updated_at=? WHERE id=?",
+                (RESOLVED, at, by, note, at, alert.id),
+            )
+            audit.append(
+                conn, at=at, actor=by, action="alert.resolve", subject=alert.id,
+                detail={"note": note},
+            )  # fmt: skip
+        return self.get(alert.id)
+
+    def advance(
+        self,
+        alert: Alert,
+        at: float,
+        *,
+        step: int,
+        repeats: int,
+        next_at: float | None,
+        pages: list[Page],
+        purpose: str,
+        detail: dict[str, Any],
+    ) -> list[int]:
+        """Record one escalation step and its pending notifications, atomically.
+
+        Returns the ids of the notifications created for ``pages``.
+        The alert returns to firing (an expired acknowledgement re-escalates).
+        """
+        ids: list[int] = []
+        with self.registry.transaction() as conn:
+            current = conn.execute(
+                "SELECT state, step, repeats FROM alerts WHERE id=?", (alert.id,)
+            ).fetchone()
+            if (
+                current is None
+                or current["state"] == RESOLVED
+                or (current["step"], current["repeats"]) != (alert.step, alert.repeats)
+            ):
+                return []  # stale: someone else ran this step or closed the alert
+            conn.execute(
+                "UPDATE alerts SET state=?, step=?, repeats=?, level=level+1, next_at=?, "
+                "updated_at=? WHERE id=?",
+                (FIRING, step, repeats, next_at, at, alert.id),
+            )
+            ids = _insert_pages(conn, [alert.id], alert.step, purpose, pages, at)
+            audit.append(
+                conn, at=at, actor="coldchain", action="alert.escalate", subject=alert.id,
+                detail={**detail, "notifications": ids},
+            )  # fmt: skip
+        return ids
+
+    def add_notifications(
+        self, alert_ids: list[str], at: float, purpose: str,
+        pages: list[Page],
+    ) -> list[int]:  # fmt: skip
+        """Pending notifications not tied to an escalation step (resolved, replies)."""
+        with self.registry.transaction() as conn:
+            return _insert_pages(conn, alert_ids, None, purpose, pages, at)
+
+    def merge_notifications(self, keep: int, absorbed: list[int], body: str, at: float) -> None:
+        """Bundle: ``keep`` carries ``absorbed``'s alerts and a combined body."""
+        with self.registry.transaction() as conn:
+            ids: list[str] = json.loads(
+                conn.execute("SELECT alert_ids FROM notifications WHERE id=?", (keep,)).fetchone()[
+                    0
+                ]
+            )
+            for other in absorbed:
+                row = conn.execute(
+                    "SELECT alert_ids FROM notifications WHERE id=?", (other,)
+                ).fetchone()
+                ids.extend(i for i in json.loads(row[0]) if i not in ids)
+                conn.execute(
+                    "UPDATE notifications SET status='bundled', error=?, updated_at=? WHERE id=?",
+                    (f"sent within notification {keep}", at, other),
+                )
+            conn.execute(
+                "UPDATE notifications SET alert_ids=?, body=?, updated_at=? WHERE id=?",
+                (json.dumps(ids), body, at, keep),
+            )
+
+    def expedite(self, alert: Alert, at: float, *, reason: str) -> None:
+        """Make the next escalation step due now (a delivery failed with no backup)."""
+        with self.registry.transaction() as conn:
+            conn.execute(
+                "UPDATE alerts SET next_at=?, updated_at=? WHERE id=? AND state=?",
+                (at, at, alert.id, FIRING),
+            )
+            audit.append(
+                conn, at=at, actor="coldchain", action="alert.expedite", subject=alert.id,
+                detail={"reason": reason},
+            )  # fmt: skip
+
+    def mark(
+        self,
+        notification_id: int,
+        at: float,
+        *,
+        status: str,
+        provider_id: str | None = None,
+        error: str | None = None,
+        attempt: bool = False,
+    ) -> None:
+        """Update a notification's delivery state."""
+        with self.registry.transaction() as conn:
+            conn.execute(
+                "UPDATE notifications SET status=?, provider_id=COALESCE(?, provider_id), "
+                "error=?, attempts=attempts+?, updated_at=? WHERE id=?",
+                (status, provider_id, error, 1 if attempt else 0, at, notification_id),
+            )
+
+    def add_silence(
+        self, *, store: str | None, asset: str | None, sensor: str | None, starts: float,
+        ends: float, reason: str, by: str, at: float,
+    ) -> int:  # fmt: skip
+        """A maintenance window: alerts in scope do not notify while it lasts."""
+        with self.registry.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO silences(store, asset, sensor, starts, ends, reason, created_by, "
+                "created_at) VALUES (?,?,?,?,?,?,?,?)",
+                (store, asset, sensor, starts, ends, reason, by, at),
+            )
+            silence_id = int(cur.lastrowid or 0)
+            audit.append(
+                conn, at=at, actor=by, action="silence.create", subject=f"silence-{silence_id}",
+                detail={"store": store, "asset": asset, "sensor": sensor, "starts": starts,
+                        "ends": ends, "reason": reason},
+            )  # fmt: skip
+        return silence_id

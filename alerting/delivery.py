@@ -1,0 +1,162 @@
+"""Delivery: pending notifications to the notifier, with retries, in a thread of its own.
+
+The engine never waits on a provider. It commits notifications as ``pending`` and hands
+their ids here. For each one: send; on :class:`NotifyTemporary` retry with backoff up to
+:data:`MAX_ATTEMPTS`; on :class:`NotifyRejected`, :class:`NotifyConfigError` or retries
+exhausted, mark it failed and call ``on_failed`` so the engine can fall back to the next
+contact. Every outcome is stored on the notification and counted: nothing fails silently.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from alerting.book import AlertBook, Notification
+from alerting.notifiers.base import (
+    Notifier,
+    NotifyConfigError,
+    NotifyRejected,
+    NotifyTemporary,
+    Outbound,
+)
+from core.clock import Clock
+from core.metrics import Counter
+
+log = logging.getLogger(__name__)
+
+# Attempts per notification on temporary failures, and the waits between them. Too few and
+# a carrier hiccup costs a page; too many and a dead route delays the fall-back contact.
+MAX_ATTEMPTS = 3
+RETRY_DELAYS_S = (5.0, 30.0)
+
+
+class Delivery:
+    """Owns the delivery thread."""
+
+    def __init__(
+        self,
+        book: AlertBook,
+        notifier: Notifier,
+        clock: Clock,
+        *,
+        status_callback: str | None,
+        gather_url: str | None,
+        on_failed: Callable[[Notification, str], None],
+        sent: Counter,
+    ) -> None:
+        self.book = book
+        self.notifier = notifier
+        self.clock = clock
+        self.status_callback = status_callback
+        self.gather_url = gather_url
+        self.on_failed = on_failed
+        self.sent = sent
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, int]] = []  # (due monotonic, seq, notification id)
+        self._seq = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._busy = False
+        self.retry_delays_s = RETRY_DELAYS_S
+
+    def start(self) -> None:
+        """Start the thread and resume notifications left pending by a previous run."""
+        for pending in self.book.notifications(status="pending"):
+            self.submit(pending.id)
+        self._thread = threading.Thread(target=self._run, name="alert-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Send what is due now, then stop (retries still waiting stay pending)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit(self, notification_id: int, delay_s: float = 0.0) -> None:
+        """Queue a pending notification for sending."""
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._queue, (time.monotonic() + delay_s, self._seq, notification_id))
+            self._cond.notify()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is due (tests, shutdown). True when the queue emptied."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._queue and not self._busy:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and (
+                    not self._queue or self._queue[0][0] > time.monotonic()
+                ):
+                    wait = self._queue[0][0] - time.monotonic() if self._queue else 1.0
+                    self._cond.wait(max(0.001, wait))
+                if self._stopping and (not self._queue or self._queue[0][0] > time.monotonic()):
+                    return
+                _, _, notification_id = heapq.heappop(self._queue)
+                self._busy = True
+            try:
+                self._send(notification_id)
+            except Exception:  # the thread must survive a bug; the row stays visible
+                log.exception("delivery of notification %s failed", notification_id)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _send(self, notification_id: int) -> None:
+        matches = [n for n in self.book.notifications(status="pending") if n.id == notification_id]
+        if not matches:
+            return  # already sent, bundled or cancelled
+        note = matches[0]
+        message = Outbound(
+            to=note.phone,
+            channel=note.channel,  # type: ignore[arg-type]
+            body=note.body,
+            language=note.language,
+            status_callback=self.status_callback,
+            gather_url=self.gather_url,
+        )
+        now = self.clock.time()
+        try:
+            delivery = self.notifier.send(message)
+        except NotifyTemporary as exc:
+            attempts = note.attempts + 1
+            if attempts < MAX_ATTEMPTS:
+                self.book.mark(note.id, now, status="pending", error=str(exc), attempt=True)
+                delays = self.retry_delays_s
+                delay = exc.retry_after or delays[min(attempts - 1, len(delays) - 1)]
+                self.sent.inc(self.notifier.name, "retry")
+                self.submit(note.id, delay)
+                return
+            self._fail(note, now, f"gave up after {attempts} attempts: {exc}")
+            return
+        except (NotifyRejected, NotifyConfigError) as exc:
+            problem = str(exc)
+            config = isinstance(exc, NotifyConfigError)
+        else:
+            self.book.mark(
+                note.id, now, status="sent", provider_id=delivery.provider_id, attempt=True
+            )
+            self.sent.inc(self.notifier.name, "sent")
+            return
+        if config:
+            log.error("notifier configuration problem: %s", problem)
+        self._fail(note, now, problem)
+
+    def _fail(self, note: Notification, now: float, error: str) -> None:
+        self.book.mark(note.id, now, status="failed", error=error[:300], attempt=True)
+        self.sent.inc(self.notifier.name, "failed")
+        log.warning("notification %s to %s failed: %s", note.id, note.contact, error[:200])
+        self.on_failed(note, error)

@@ -1,0 +1,541 @@
+"""The alerting engine: rules -> alert book -> pipeline stages -> escalation -> delivery.
+
+Driven from outside, never by its own clock reads:
+
+- :meth:`AlertingEngine.observe` with the observations ingest made durable (in-process in
+  ``coldchain run``), evaluated at once so a reading that spends a budget reaches the
+  notifier in milliseconds;
+- :meth:`AlertingEngine.tick` by the scheduler (APScheduler in production, by hand in
+  tests), for time-based rules and due escalation steps.
+
+Escalation follows STYLE.md §2: the policy is frozen onto the alert when it opens; a due
+step re-reads the alert, runs one step, writes its notifications as *pending* and an audit
+entry in the same transaction, then schedules the next. Delivery happens after the commit,
+in its own thread; pending notifications are resumed at start-up. So a restart neither
+repeats a step nor skips one (a crash between a provider accepting a message and the
+"sent" mark can, rarely, repeat that one message: docs/design/alerting.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from alerting import messages
+from alerting.book import ACKNOWLEDGED, FIRING, Alert, AlertBook, Notification, Page
+from alerting.delivery import Delivery
+from alerting.notifiers.base import Notifier
+from alerting.rules import LEVELS, Condition, RuleEngine, Transition
+from alerting.stages import StageContext
+from alerting.stages.dedup import dedup
+from alerting.stages.group import Page as RoundPage
+from alerting.stages.group import group
+from alerting.stages.inhibit import inhibit
+from alerting.stages.silence import silence
+from core.chain import Contact, Policy, PolicyStep, Store
+from core.clock import Clock
+from core.errors import InfluxError
+from core.influx import TimeSeriesStore
+from core.lineprotocol import serialize
+from core.metrics import Counter
+from core.metrics import Registry as MetricsRegistry
+from core.registry import Registry
+from core.types import Point
+
+log = logging.getLogger(__name__)
+
+# Used when neither the asset, the store nor a policy called "default" names one: store
+# manager first, on-call after 30 min, regional management every 2 h after that.
+DEFAULT_POLICY = [
+    PolicyStep(notify=["store_manager"], wait=1800),
+    PolicyStep(notify=["oncall"], wait=1800),
+    PolicyStep(notify=["regional"], repeat=7200),
+]
+# An acknowledged alert whose problem is still there re-escalates after this long (the
+# default of COLDCHAIN_ACK_TIMEOUT): someone said "on it" but nothing changed.
+ACK_TIMEOUT_S = 2 * 3600
+# "OK 4821", "ok4821 cambie la puerta", "Recibido #4821", "ciente 4821" ...
+ACK_PATTERN = re.compile(
+    r"^\s*(?:OK|ACK|RECIBIDO|VISTO|ATENDIDO|ENTENDIDO|LISTO|CIENTE|RECEBIDO|SIM)\s*#?\s*"
+    r"(\d{4})\b[\s.,:;-]*(.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SmsReply:
+    """What to answer an inbound SMS, and what it did."""
+
+    text: str
+    acknowledged: str | None = None  # alert id
+
+
+class AlertingStats:
+    """Alerting counters for /metrics."""
+
+    def __init__(self, metrics: MetricsRegistry | None = None) -> None:
+        m = metrics if metrics is not None else MetricsRegistry()
+        self.transitions = m.add(
+            Counter("coldchain_alert_transitions_total", "Rule transitions", ["action", "kind"])
+        )
+        self.opened = m.add(Counter("coldchain_alerts_opened_total", "Alerts opened", ["kind"]))
+        self.steps = m.add(Counter("coldchain_escalation_steps_total", "Escalation steps run"))
+        self.held = m.add(
+            Counter("coldchain_alert_stage_dropped_total", "Held or merged by a stage", ["stage"])
+        )
+        self.acks = m.add(Counter("coldchain_alert_acks_total", "Acknowledgements", ["via"]))
+        self.notifications = m.add(
+            Counter(
+                "coldchain_notifications_total", "Notification outcomes", ["notifier", "result"]
+            )
+        )
+        self.fallbacks = m.add(
+            Counter("coldchain_notification_fallbacks_total", "Failed deliveries", ["action"])
+        )
+        self.event_errors = m.add(
+            Counter("coldchain_alert_event_write_errors_total", "alert_event writes that failed")
+        )
+
+
+def _stage_level(stage: str) -> int:
+    return LEVELS.get(stage, 2)
+
+
+class AlertingEngine:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        notifier: Notifier,
+        clock: Clock,
+        *,
+        influx: TimeSeriesStore | None = None,
+        public_url: str | None = None,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+        rng: random.Random | None = None,
+        metrics: MetricsRegistry | None = None,
+    ) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.influx = influx
+        self.ack_timeout_s = ack_timeout_s
+        self.book = AlertBook(registry, rng)
+        self.stats = AlertingStats(metrics)
+        self._lock = threading.RLock()
+        self._version: tuple[int, int] = (-1, -1)
+        self._pending_events: list[str] = []
+        self.rules = RuleEngine([], [], [])
+        self._load()
+        base = (public_url or "").rstrip("/")
+        self.delivery = Delivery(
+            self.book,
+            notifier,
+            clock,
+            status_callback=f"{base}/api/v1/webhooks/twilio/status" if base else None,
+            gather_url=f"{base}/api/v1/webhooks/twilio/voice" if base else None,
+            on_failed=self._on_failed,
+            sent=self.stats.notifications,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resume pending deliveries; the scheduler starts calling :meth:`tick`."""
+        self.delivery.start()
+
+    def stop(self) -> None:
+        """Finish what delivery has due, then stop."""
+        self.delivery.stop()
+
+    def _load(self) -> None:
+        """(Re)build configuration and rule state from the registry and the open alerts."""
+        self._version = self.registry.data_version()
+        self.stores: dict[str, Store] = {s.id: s for s in self.registry.stores()}
+        assets = self.registry.assets()
+        self.asset_names = {a.id: a.name for a in assets}
+        self.asset_policy = {a.id: a.policy for a in assets}
+        self.contacts: list[Contact] = self.registry.contacts()
+        self.policies: dict[str, Policy] = {p.id: p for p in self.registry.policies()}
+        self.rules = RuleEngine(self.stores.values(), assets, self.registry.sensors())
+        for alert in self.book.alerts(open_only=True, limit=100_000):
+            self.rules.restore(_condition_of(alert))
+
+    def reload_if_changed(self) -> bool:
+        """Pick up registry changes (new sensors, stores, contacts). True when reloaded.
+
+        In-progress excursion budgets restart from zero; open alerts are kept and restored.
+        """
+        if self.registry.data_version() == self._version:
+            return False
+        with self._lock:
+            self._load()
+        return True
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def observe(self, observations: Iterable[Any]) -> None:
+        """Evaluate stored observations (``ingest.pipeline.Observation``) at once."""
+        with self._lock:
+            transitions: list[Transition] = []
+            for o in observations:
+                transitions += self.rules.observe(
+                    o.kind, o.ts_ms, sensor=o.sensor, device=o.device, quantity=o.quantity,
+                    value=o.value, code=o.code,
+                )  # fmt: skip
+            if transitions:
+                self._apply(transitions)
+                self._run_due()
+
+    def tick(self) -> None:
+        """Time-based rules, due escalation steps, and retries of alert_event writes."""
+        self.reload_if_changed()
+        with self._lock:
+            self._apply(self.rules.tick(round(self.clock.time() * 1000)))
+            self._run_due()
+            self._flush_events()
+
+    # -- transitions -> alerts --------------------------------------------------------
+
+    def _apply(self, transitions: list[Transition]) -> None:
+        now = self.clock.time()
+        for t in transitions:
+            condition = t.condition
+            self.stats.transitions.inc(t.action, condition.kind)
+            existing = self.book.open_by_key(condition.key)
+            if t.action == "clear":
+                if existing is not None:
+                    alert = self.book.resolve(existing, now, by="coldchain", note="back to normal")
+                    self._event(alert, "resolved")
+                    self._notify_resolved(alert, now)
+                continue
+            if existing is None:
+                alert = self.book.open(condition, now, self._policy_for(condition))
+                self.stats.opened.inc(condition.kind)
+                self._event(alert, "firing")
+            elif _stage_level(condition.stage) > _stage_level(existing.stage):
+                self._event(self.book.upgrade(existing, condition, now), existing.state)
+
+    def _policy_for(self, condition: Condition) -> list[PolicyStep]:
+        store = self.stores.get(condition.store)
+        for name in (
+            self.asset_policy.get(condition.asset or ""),
+            store.policy if store else None,
+            "default",
+        ):
+            if name and name in self.policies:
+                return list(self.policies[name].steps)
+        return list(DEFAULT_POLICY)
+
+    # -- escalation ---------------------------------------------------------------------
+
+    def _run_due(self) -> None:
+        now = self.clock.time()
+        due = self.book.due(now)
+        if not due:
+            return
+        ctx = StageContext(
+            now=now,
+            open_alerts=self.book.alerts(open_only=True, limit=100_000),
+            silences=self.book.active_silences(now),
+        )
+        survivors = silence(inhibit(due, ctx), ctx)
+        pages: list[RoundPage] = []
+        for alert in survivors:
+            pages += self._run_step(alert, now)
+        bundles = dedup(group(pages, ctx), ctx)
+        delivered: set[int] = set()
+        for bundle in bundles:
+            keep = bundle[0]
+            delivered.update(p.notification_id for p in bundle)
+            if len(bundle) > 1:
+                self._merge(bundle, now)
+            self.delivery.submit(keep.notification_id)
+        for page in pages:
+            if page.notification_id not in delivered:
+                self.book.mark(page.notification_id, now, status="duplicate")
+        for stage, count in ctx.dropped.items():
+            self.stats.held.inc(stage, amount=count)
+
+    def _run_step(self, alert: Alert, now: float) -> list[RoundPage]:
+        steps = alert.policy
+        index = alert.step
+        repeating = index >= len(steps)
+        if repeating and steps[-1].repeat is None:
+            if alert.state == ACKNOWLEDGED:
+                index = len(steps) - 1  # ack expired with the chain done: remind the last step
+            else:
+                self._park(alert, now)
+                return []
+        step = steps[min(index, len(steps) - 1)]
+        store = self.stores.get(alert.store)
+        if store is None:
+            self._park(alert, now)
+            return []
+        weight = (
+            self.rules.calendars[store.id].at(now) if store.id in self.rules.calendars else None
+        )
+        factor = weight.value if weight else 1.0
+        interval = step.repeat if (repeating or step.wait is None) else step.wait
+        more = index + 1 < len(steps) or step.repeat is not None
+        next_at = now + interval / factor if interval else (now if more else None)
+        recipients = self._recipients(step, store.id)
+        level = alert.level
+        new_pages = []
+        for contact, channel in recipients:
+            lang = messages.language(contact.language or store.language)
+            body = messages.page(store.name, [self._text(alert)], lang, store.timezone, level)
+            new_pages.append(Page(contact.id, contact.phone, channel, lang, body, store.id))
+        ids = self.book.advance(
+            alert,
+            now,
+            step=index + 1 if not repeating else len(steps),
+            repeats=alert.repeats + (1 if repeating else 0),
+            next_at=next_at,
+            pages=new_pages,
+            purpose="page" if level == 0 else "escalation",
+            detail={
+                "step": index,
+                "notify": step.notify,
+                "recipients": [c.id for c, _ in recipients],
+                "weight": weight.explain() if weight else "x1",
+                "next_at": next_at,
+                "reason": "acknowledgement expired" if alert.state == ACKNOWLEDGED else "due",
+            },
+        )
+        if not ids and not recipients:
+            log.warning("alert %s step %d: nobody to notify for %s", alert.id, index, step.notify)
+        self.stats.steps.inc()
+        self._event(self.book.get(alert.id), "escalated" if level > 0 else "firing")
+        return [
+            RoundPage(nid, alert.id, store.id, page.phone, page.channel)
+            for nid, page in zip(ids, new_pages, strict=True)
+        ]
+
+    def _park(self, alert: Alert, now: float) -> None:
+        """Nothing more to run for this alert until something changes."""
+        self.book.advance(
+            alert, now, step=alert.step, repeats=alert.repeats, next_at=None, pages=[],
+            purpose="page", detail={"step": alert.step, "reason": "escalation chain finished"},
+        )  # fmt: skip
+
+    def _recipients(self, step: PolicyStep, store: str) -> list[tuple[Contact, str]]:
+        wanted = set(step.notify)
+        out: list[tuple[Contact, str]] = []
+        for contact in self.contacts:
+            if contact.stores and store not in contact.stores:
+                continue
+            if contact.id in wanted or wanted & set(contact.roles):
+                out.append((contact, step.channel or contact.channel))
+        return out
+
+    def _merge(self, bundle: list[RoundPage], now: float) -> None:
+        keep = bundle[0]
+        alerts = [self.book.get(p.alert_id) for p in bundle]
+        store = self.stores[keep.store]
+        note = next(n for n in self.book.notifications(alert_id=keep.alert_id)
+                    if n.id == keep.notification_id)  # fmt: skip
+        body = messages.page(
+            store.name,
+            [self._text(a) for a in alerts],
+            note.language,
+            store.timezone,
+            max(a.level for a in alerts) - 1,
+        )
+        self.book.merge_notifications(
+            keep.notification_id, [p.notification_id for p in bundle[1:]], body, now
+        )
+
+    def _text(self, alert: Alert) -> messages.AlertText:
+        return messages.AlertText(
+            code=alert.ack_code,
+            kind=alert.kind,
+            stage=alert.stage,
+            severity=alert.severity,
+            asset_name=self.asset_names.get(alert.asset or "", alert.asset or ""),
+            sensor=alert.sensor,
+            device=alert.device,
+            value=alert.value,
+            limit=alert.limit_value,
+            since=alert.since,
+            explanation=alert.explanation,
+        )
+
+    def _notify_resolved(self, alert: Alert, now: float) -> None:
+        store = self.stores.get(alert.store)
+        if store is None:
+            return
+        paged: dict[tuple[str, str], Notification] = {}
+        for note in self.book.notifications(alert_id=alert.id):
+            if note.purpose in ("page", "escalation", "reminder") and note.status in (
+                "sent", "delivered", "pending", "bundled",
+            ):  # fmt: skip
+                paged.setdefault((note.phone, note.channel), note)
+        pages = [
+            Page(
+                n.contact,
+                n.phone,
+                "sms" if n.channel == "voice" else n.channel,
+                n.language,
+                messages.resolved(store.name, self._text(alert), n.language, store.timezone, now),
+                store.id,
+            )
+            for n in paged.values()
+        ]
+        for nid in self.book.add_notifications([alert.id], now, "resolved", pages):
+            self.delivery.submit(nid)
+
+    # -- failures, acknowledgements, callbacks ------------------------------------------
+
+    def _on_failed(self, note: Notification, error: str) -> None:
+        """Delivery gave up: page another contact of the same role, or escalate now."""
+        with self._lock:
+            now = self.clock.time()
+            if note.purpose == "resolved":
+                return
+            alerts = [self.book.get(a) for a in note.alert_ids]
+            failed = next((c for c in self.contacts if c.id == note.contact), None)
+            already = {n.contact for a in alerts for n in self.book.notifications(alert_id=a.id)}
+            roles = set(failed.roles) if failed else set()
+            backup = next(
+                (c for c in self.contacts
+                 if c.id not in already and roles & set(c.roles)
+                 and (not c.stores or note.store in c.stores)),
+                None,
+            )  # fmt: skip
+            if backup is not None:
+                page = Page(backup.id, backup.phone, backup.channel,
+                            messages.language(backup.language or note.language), note.body,
+                            note.store)  # fmt: skip
+                for nid in self.book.add_notifications(note.alert_ids, now, "fallback", [page]):
+                    self.delivery.submit(nid)
+                self.stats.fallbacks.inc("next_contact")
+                return
+            for alert in alerts:
+                if alert.state == FIRING and (alert.next_at or 0) > now:
+                    # Nobody else in that role: do not wait out the step; escalate now.
+                    self.book.expedite(alert, now, reason=f"delivery failed: {error[:120]}")
+                    self.stats.fallbacks.inc("escalate_now")
+            self._run_due()
+
+    def acknowledge(self, alert: Alert, *, by: str, via: str, note: str = "") -> Alert:
+        """Stop the escalation of ``alert`` (re-escalates after the ack timeout)."""
+        with self._lock:
+            now = self.clock.time()
+            acked = self.book.acknowledge(
+                alert, now, by=by, via=via, note=note, rearm_at=now + self.ack_timeout_s
+            )
+            self.stats.acks.inc(via)
+            self._event(acked, "acknowledged")
+            return acked
+
+    def resolve(self, alert: Alert, *, by: str, note: str) -> Alert:
+        """Resolve by hand; if the problem is still there, the rules open a new alert."""
+        with self._lock:
+            now = self.clock.time()
+            resolved = self.book.resolve(alert, now, by=by, note=note)
+            self.rules.forget(alert.key)
+            self._event(resolved, "resolved")
+            self._notify_resolved(resolved, now)
+            return resolved
+
+    def handle_sms(self, from_number: str, body: str) -> SmsReply:
+        """An inbound SMS: ``OK 4821 [note]`` from a paged or responsible number acks."""
+        contact = next((c for c in self.contacts if c.phone == from_number), None)
+        lang = messages.language(contact.language if contact else None)
+        match = ACK_PATTERN.match(body or "")
+        if match is None:
+            return SmsReply(messages.reply("ack_help", lang))
+        code, note = match.group(1), match.group(2).strip()[:500]
+        alert = self.book.open_by_code(code)
+        if alert is None:
+            return SmsReply(messages.reply("ack_unknown", lang, code=code))
+        store = self.stores.get(alert.store)
+        if contact is None and store is not None:
+            lang = store.language
+        paged = {n.phone for n in self.book.notifications(alert_id=alert.id)}
+        responsible = contact is not None and (not contact.stores or alert.store in contact.stores)
+        if from_number not in paged and not responsible:
+            return SmsReply(messages.reply("ack_forbidden", lang, code=code))
+        name = contact.name if contact else from_number
+        if alert.state != ACKNOWLEDGED:
+            self.acknowledge(alert, by=contact.id if contact else from_number, via="sms", note=note)
+        return SmsReply(messages.reply("ack_ok", lang, code=code, name=name), alert.id)
+
+    def handle_status(self, provider_id: str, status: str, error_code: str | None) -> bool:
+        """A delivery status callback; failed/undelivered fall back like a send error."""
+        note = self.book.notification_by_provider(provider_id)
+        if note is None:
+            return False
+        order = ["pending", "sent", "delivered"]
+        if status in ("failed", "undelivered"):
+            if note.status not in ("failed", "undelivered"):
+                self.book.mark(note.id, self.clock.time(), status=status,
+                               error=f"provider status {status} ({error_code})")  # fmt: skip
+                self._on_failed(note, f"{status} {error_code or ''}".strip())
+            return True
+        if (
+            status in order
+            and note.status in order
+            and order.index(status) > order.index(note.status)
+        ):
+            self.book.mark(note.id, self.clock.time(), status=status)
+        return True
+
+    def alert_by_id(self, alert_id: str) -> Alert:
+        """One alert (NotFound if unknown)."""
+        return self.book.get(alert_id)
+
+    # -- alert_event points -------------------------------------------------------------
+
+    def _event(self, alert: Alert, state: str) -> None:
+        if self.influx is None:
+            return
+        tags = {"store": alert.store, "kind": alert.kind, "severity": alert.severity}
+        if alert.asset:
+            tags["asset"] = alert.asset
+        point = Point(
+            "alert_event",
+            tuple(sorted(tags.items())),
+            (("alert_id", alert.id), ("state", state), ("level", alert.level)),
+            round(self.clock.time() * 1000),
+        )
+        line = serialize(point)
+        if line is not None:
+            self._pending_events.append(line)
+        self._flush_events()
+
+    def _flush_events(self) -> None:
+        if not self._pending_events or self.influx is None:
+            return
+        body = "\n".join(self._pending_events).encode()
+        try:
+            self.influx.write(body)
+        except InfluxError as exc:
+            self.stats.event_errors.inc()
+            log.warning("alert_event write failed (%s); will retry", exc)
+            del self._pending_events[:-10_000]  # bounded: never hold more than 10k events
+            return
+        self._pending_events.clear()
+
+
+def _condition_of(alert: Alert) -> Condition:
+    return Condition(
+        key=alert.key,
+        kind=alert.kind,
+        severity=alert.severity,
+        stage=alert.stage,
+        store=alert.store,
+        asset=alert.asset,
+        sensor=alert.sensor,
+        device=alert.device,
+        since_ms=round(alert.since * 1000),
+        value=alert.value,
+        limit=alert.limit_value,
+        explanation=alert.explanation,
+    )

@@ -1,0 +1,192 @@
+"""Alert texts: short, GSM-7, in the store's language (es, pt, en) and timezone.
+
+A store manager reads these on a basic phone at 3 a.m.: the store, the unit, the
+temperature against its limit, since when, and how to acknowledge. Every text passes
+through :func:`alerting.notifiers.gsm.to_gsm7`, so one accent never turns a 160-character
+SMS into three UCS-2 segments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from alerting.notifiers.gsm import to_gsm7
+
+_T: dict[str, dict[str, str]] = {
+    "es": {
+        "reply": "Responda OK {code}",
+        "escalated": "Sin respuesta (nivel {level})",
+        "alerts": "{n} alertas",
+        "temp_high": "{asset} {value}C (limite {limit}C) desde {since}",
+        "temp_low": "{asset} {value}C (minimo {limit}C) desde {since}",
+        "rising": "{asset} subiendo: {value}C, {rate} C/h",
+        "critical": "CRITICO",
+        "defrost_overrun": "{asset}: el deshielo no termino ({value}C)",
+        "door_open": "{asset}: puerta abierta hace {minutes} min",
+        "sensor_silent": "{asset}: sensor {sensor} sin datos desde {since}",
+        "device_offline": "equipo {device} desconectado desde {since}",
+        "store_outage": (
+            "{down} de {total} equipos sin conexion desde {since} (corte de luz o red?)"
+        ),
+        "low_battery": "{asset}: bateria baja {value}% en {sensor}",
+        "sensor_fault": "{asset}: falla del sensor {sensor} ({code_name})",
+        "resolved": "RESUELTO {what} a las {at}",
+        "ack_ok": "Alerta {code} reconocida por {name}. Gracias.",
+        "ack_unknown": "Codigo {code} no encontrado o ya cerrado.",
+        "ack_forbidden": "Este numero no esta autorizado para la alerta {code}.",
+        "ack_help": "Para reconocer una alerta responda OK y el codigo, p.ej. OK 4821.",
+    },
+    "pt": {
+        "reply": "Responda OK {code}",
+        "escalated": "Sem resposta (nivel {level})",
+        "alerts": "{n} alertas",
+        "temp_high": "{asset} {value}C (limite {limit}C) desde {since}",
+        "temp_low": "{asset} {value}C (minimo {limit}C) desde {since}",
+        "rising": "{asset} subindo: {value}C, {rate} C/h",
+        "critical": "CRITICO",
+        "defrost_overrun": "{asset}: o degelo nao terminou ({value}C)",
+        "door_open": "{asset}: porta aberta ha {minutes} min",
+        "sensor_silent": "{asset}: sensor {sensor} sem dados desde {since}",
+        "device_offline": "equipamento {device} desconectado desde {since}",
+        "store_outage": (
+            "{down} de {total} equipamentos sem conexao desde {since} (falta de energia ou rede?)"
+        ),
+        "low_battery": "{asset}: bateria fraca {value}% em {sensor}",
+        "sensor_fault": "{asset}: falha do sensor {sensor} ({code_name})",
+        "resolved": "RESOLVIDO {what} as {at}",
+        "ack_ok": "Alerta {code} reconhecido por {name}. Obrigado.",
+        "ack_unknown": "Codigo {code} nao encontrado ou ja encerrado.",
+        "ack_forbidden": "Este numero nao esta autorizado para o alerta {code}.",
+        "ack_help": "Para reconhecer um alerta responda OK e o codigo, ex. OK 4821.",
+    },
+    "en": {
+        "reply": "Reply OK {code}",
+        "escalated": "No answer (level {level})",
+        "alerts": "{n} alerts",
+        "temp_high": "{asset} {value}C (limit {limit}C) since {since}",
+        "temp_low": "{asset} {value}C (minimum {limit}C) since {since}",
+        "rising": "{asset} rising: {value}C, {rate} C/h",
+        "critical": "CRITICAL",
+        "defrost_overrun": "{asset}: defrost did not end ({value}C)",
+        "door_open": "{asset}: door open for {minutes} min",
+        "sensor_silent": "{asset}: sensor {sensor} silent since {since}",
+        "device_offline": "device {device} offline since {since}",
+        "store_outage": "{down} of {total} devices offline since {since} (power or network cut?)",
+        "low_battery": "{asset}: low battery {value}% on {sensor}",
+        "sensor_fault": "{asset}: sensor {sensor} fault ({code_name})",
+        "resolved": "RESOLVED {what} at {at}",
+        "ack_ok": "Alert {code} acknowledged by {name}. Thank you.",
+        "ack_unknown": "Code {code} not found or already closed.",
+        "ack_forbidden": "This number is not authorised for alert {code}.",
+        "ack_help": "To acknowledge an alert reply OK and the code, e.g. OK 4821.",
+    },
+}
+
+_FAULT_NAMES = {
+    "es": {"power_on_reset": "85C de arranque", "disconnected": "desconectado",
+           "nan": "lectura invalida", "null": "sin lectura", "absent_probe": "sonda ausente"},
+    "pt": {"power_on_reset": "85C de partida", "disconnected": "desconectado",
+           "nan": "leitura invalida", "null": "sem leitura", "absent_probe": "sonda ausente"},
+    "en": {"power_on_reset": "85C power-on value", "disconnected": "disconnected",
+           "nan": "invalid reading", "null": "no reading", "absent_probe": "probe absent"},
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AlertText:
+    """What a message needs to say about one alert."""
+
+    code: str
+    kind: str
+    stage: str
+    severity: str
+    asset_name: str
+    sensor: str | None
+    device: str | None
+    value: float | None
+    limit: float | None
+    since: float  # epoch seconds
+    explanation: dict[str, object]
+
+
+def language(lang: str | None) -> str:
+    """A supported language, defaulting to Spanish."""
+    return lang if lang in _T else "es"
+
+
+def _num(value: object) -> str:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return f"{value:.1f}".rstrip("0").rstrip(".")
+    return "?"
+
+
+def _clock(ts: float, zone: str) -> str:
+    return datetime.fromtimestamp(ts, ZoneInfo(zone)).strftime("%H:%M")
+
+
+def describe(alert: AlertText, lang: str, zone: str) -> str:
+    """One alert in a few words (no store name, no code)."""
+    t = _T[language(lang)]
+    since = _clock(alert.since, zone)
+    fields = {
+        "asset": alert.asset_name,
+        "value": _num(alert.value),
+        "limit": _num(alert.limit),
+        "since": since,
+        "sensor": alert.sensor or "",
+        "device": alert.device or "",
+    }
+    kind = alert.kind
+    if kind == "temperature":
+        if alert.stage == "rising":
+            rate = str(alert.explanation.get("budget", "")).split(" ")[1:2]
+            return t["rising"].format(**fields, rate=rate[0] if rate else "?")
+        side = alert.explanation.get("side", "high")
+        text = t["temp_low" if side == "low" else "temp_high"].format(**fields)
+        return f"{t['critical']} {text}" if alert.severity == "critical" else text
+    if kind == "door_open":
+        minutes = int(float(str(alert.explanation.get("open_s", 0))) // 60)
+        return t["door_open"].format(**fields, minutes=minutes)
+    if kind == "store_outage":
+        return t["store_outage"].format(
+            down=_num(alert.value).split(".")[0], total=_num(alert.limit).split(".")[0], since=since
+        )
+    if kind == "sensor_fault":
+        code = str(alert.explanation.get("code", ""))
+        name = _FAULT_NAMES[language(lang)].get(code, code)
+        return t["sensor_fault"].format(**fields, code_name=name)
+    return t[kind].format(**fields)
+
+
+def page(store_name: str, alerts: Sequence[AlertText], lang: str, zone: str, level: int = 0) -> str:
+    """The escalation message for one or more alerts of one store."""
+    t = _T[language(lang)]
+    head = f"COLDCHAIN {store_name}"
+    if level > 0:
+        head += f" - {t['escalated'].format(level=level + 1)}"
+    if len(alerts) == 1:
+        alert = alerts[0]
+        body = f"{head}: {describe(alert, lang, zone)}. {t['reply'].format(code=alert.code)}"
+    else:
+        items = "; ".join(
+            f"{describe(a, lang, zone)} ({t['reply'].format(code=a.code)})" for a in alerts
+        )
+        body = f"{head}: {t['alerts'].format(n=len(alerts))}: {items}"
+    return to_gsm7(body)
+
+
+def resolved(store_name: str, alert: AlertText, lang: str, zone: str, at: float) -> str:
+    """Tells whoever was paged that the problem is over."""
+    t = _T[language(lang)]
+    what = describe(alert, lang, zone)
+    text = t["resolved"].format(what=what, at=_clock(at, zone))
+    return to_gsm7(f"COLDCHAIN {store_name}: {text} ({alert.code})")
+
+
+def reply(key: str, lang: str, **fields: str) -> str:
+    """A reply to an inbound SMS (ack_ok, ack_unknown, ack_forbidden, ack_help)."""
+    return to_gsm7(_T[language(lang)][key].format(**fields))

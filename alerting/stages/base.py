@@ -1,0 +1,17 @@
+"""What every stage receives besides its list: the instant, the open alerts, counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StageContext:
+    """Shared, read-mostly state of one pipeline run."""
+
+    now: float
+    open_alerts: list[Any]  # alerting.book.Alert, all open ones
+    silences: list[dict[str, Any]]
+    dropped: Counter[str] = field(default_factory=Counter)
