@@ -60,12 +60,21 @@ def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
     from core.clock import SystemClock
     from core.influx import connect
     from core.registry import Registry
+    from ingest import observations
+    from ingest.pipeline import Observation
     from ingest.service import Ingester
 
     registry = Registry(settings.db)
     store = connect(settings)
     store.ensure_database()
-    ingester = Ingester(settings, registry, store, SystemClock())
+    holder: list[Ingester] = []
+
+    def publish(batch: list[Observation]) -> None:
+        holder[0].source.publish(observations.TOPIC, observations.encode(batch))
+
+    on_durable = publish if settings.publish_observations else None
+    ingester = Ingester(settings, registry, store, SystemClock(), on_durable=on_durable)
+    holder.append(ingester)
     ingester.start()
     try:
         wait_for_signal()
@@ -73,6 +82,74 @@ def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
         ingester.stop()
         store.close()
         registry.close()
+    return 0
+
+
+def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
+    """Ingest, alerting and the API in one process, until SIGTERM/SIGINT."""
+    from coldchain.compose import build_stack
+    from core.clock import SystemClock
+
+    stack = build_stack(settings, SystemClock())
+    stack.start()
+    try:
+        wait_for_signal()
+    finally:
+        stack.stop()
+    return 0
+
+
+def cmd_alerting(_args: argparse.Namespace, settings: Settings) -> int:
+    """Run alerting alone, fed by `coldchain ingest` over MQTT (publish_observations)."""
+    from alerting.engine import AlertingEngine
+    from alerting.scheduler import Scheduler
+    from coldchain.compose import make_notifier
+    from core.clock import SystemClock
+    from core.influx import connect
+    from core.registry import Registry
+    from ingest import observations
+    from ingest.mqtt import AckToken, MqttSource
+
+    influx = connect(settings)
+    engine = AlertingEngine(
+        Registry(settings.db),
+        make_notifier(settings),
+        SystemClock(),
+        influx=influx,
+        public_url=settings.public_url,
+        ack_timeout_s=settings.ack_timeout,
+    )
+    holder: list[MqttSource] = []
+
+    def handle(topic: str, payload: bytes, _retained: bool, token: AckToken) -> None:
+        try:
+            batch = observations.decode(payload)
+        except ValueError:
+            log.exception("undecodable observation batch on %s", topic)
+        else:
+            engine.observe(batch)
+        holder[0].ack(token)  # evaluated (or unusable): the broker may forget it
+
+    source = MqttSource(
+        settings.mqtt,
+        "coldchain-alerting",
+        [observations.TOPIC],
+        handle,
+        receive_maximum=100,
+    )
+    holder.append(source)
+    scheduler = Scheduler(engine.tick)
+    engine.start()
+    scheduler.start()
+    source.start()
+    try:
+        wait_for_signal()
+    finally:
+        source.pause()
+        source.stop()
+        scheduler.stop()
+        engine.stop()
+        influx.close()
     return 0
 
 
@@ -216,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    add("run", cmd_run, "ingest + alerting + API in one process (until SIGTERM/SIGINT)")
     add("ingest", cmd_ingest, "run the MQTT ingester (until SIGTERM/SIGINT)")
+    add("alerting", cmd_alerting, "run alerting alone, fed by `coldchain ingest` over MQTT")
     add("demo", cmd_demo, "run the self-contained demo on private Mosquitto and InfluxDB")
 
     registry = sub.add_parser("registry", help="import/export the chain file")

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from core.chain import Duration
 from core.errors import ConfigError
 
 # Setting name -> environment variable. The YAML file uses the setting names as keys.
@@ -44,6 +45,8 @@ ENV_NAMES: dict[str, str] = {
     "twilio_base_url": "COLDCHAIN_TWILIO_BASE_URL",
     "public_url": "COLDCHAIN_PUBLIC_URL",
     "log_level": "COLDCHAIN_LOG_LEVEL",
+    "publish_observations": "COLDCHAIN_PUBLISH_OBSERVATIONS",
+    "ack_timeout": "COLDCHAIN_ACK_TIMEOUT",
 }
 
 
@@ -99,6 +102,12 @@ class Settings(BaseModel):
     twilio_base_url: str | None = None
     public_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # `coldchain ingest` publishes durable observations for a separate `coldchain alerting`
+    # process (not needed by `coldchain run`, where they pass in memory).
+    publish_observations: bool = False
+    # An acknowledged alert whose problem persists re-escalates after this long. Too short
+    # nags someone already on the way; too long forgets a forgotten fridge.
+    ack_timeout: Duration = 2 * 3600.0
 
     @field_validator("mqtt_url")
     @classmethod

@@ -117,6 +117,10 @@ class MqttSource:
         self._client.loop_stop()
         self.connected.clear()
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 on this connection (paho queues it while reconnecting)."""
+        self._client.publish(topic, payload, qos=1)
+
     def ack(self, token: AckToken) -> None:
         """Acknowledge one message, unless it came on an earlier connection.
 

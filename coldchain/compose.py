@@ -1,0 +1,180 @@
+"""Wiring: settings and a clock in, a running coldchain out.
+
+``coldchain run`` (ingest + alerting + API in one process), the demo and the acceptance
+tests all build the same :class:`Stack`. Each component gets its own registry connection
+(SQLite WAL lets them read and write side by side) and they share one metrics registry.
+Ingest hands durable observations to alerting through a bounded queue served by a thread
+of its own, so evaluating rules never delays InfluxDB writes and acknowledgements.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerting.engine import AlertingEngine
+from alerting.notifiers.base import Notifier
+from alerting.notifiers.console import ConsoleNotifier
+from alerting.scheduler import TICK_INTERVAL_S, Scheduler
+from core.clock import Clock
+from core.influx import InfluxV1, connect
+from core.metrics import Registry as MetricsRegistry
+from core.registry import Registry
+from core.settings import Settings
+from ingest.pipeline import Observation
+from ingest.service import Ingester
+
+log = logging.getLogger(__name__)
+
+# Observation batches waiting for the alerting thread. Each is one ingest batch (up to
+# COLDCHAIN_BATCH_SIZE readings). When full, the ingest writer waits: alerting falling
+# behind slows acknowledgements (the broker buffers) instead of growing memory.
+OBSERVATION_QUEUE_BATCHES = 256
+
+
+def make_notifier(settings: Settings, out: Callable[[str], None] | None = None) -> Notifier:
+    """Twilio when credentials are set, else the console notifier (DESIGN.md §3)."""
+    if settings.twilio_configured:
+        from alerting.notifiers.twilio import TwilioNotifier
+
+        assert settings.twilio_account_sid is not None
+        assert settings.twilio_auth_token is not None
+        assert settings.twilio_from is not None
+        return TwilioNotifier(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_from,
+            base_url=settings.twilio_base_url,
+        )
+    return ConsoleNotifier(out=out)
+
+
+class ObservationPump:
+    """Moves durable observations from the ingest writer to the alerting engine."""
+
+    def __init__(self, engine: AlertingEngine) -> None:
+        self.engine = engine
+        self._queue: queue.Queue[list[Observation] | None] = queue.Queue(OBSERVATION_QUEUE_BATCHES)
+        self._thread = threading.Thread(target=self._run, name="alerting-pump", daemon=True)
+
+    def put(self, batch: list[Observation]) -> None:
+        """Called by the ingest writer once a batch is durable (blocks when full)."""
+        self._queue.put(batch)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Evaluate what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join(30)
+
+    def join(self) -> None:
+        """Wait until every queued batch has been evaluated (tests, demo)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is None:
+                    return
+                self.engine.observe(batch)
+            except Exception:  # the pump must outlive a bug in one batch
+                log.exception("alerting failed on a batch of %d observations", len(batch or []))
+            finally:
+                self._queue.task_done()
+
+
+@dataclass
+class Stack:
+    """Every long-running part of one coldchain process, started and stopped in order."""
+
+    settings: Settings
+    clock: Clock
+    metrics: MetricsRegistry
+    influx: InfluxV1
+    registry: Registry
+    engine: AlertingEngine
+    pump: ObservationPump
+    scheduler: Scheduler
+    ingester: Ingester
+    api: Any = None  # api.server.ApiServer when the API runs in this process
+    extra_stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Alerting first (so no observation is missed), then ingest, then the API."""
+        self.engine.start()
+        self.pump.start()
+        self.scheduler.start()
+        self.ingester.start()
+        if self.api is not None:
+            self.api.start()
+
+    def stop(self) -> None:
+        """Reverse order, each draining: API, ingest (writes + acks), alerting."""
+        if self.api is not None:
+            self.api.stop()
+        self.ingester.stop()
+        self.pump.stop()
+        self.scheduler.stop()
+        self.engine.stop()
+        for stop in self.extra_stops:
+            stop()
+        self.influx.close()
+        self.registry.close()
+
+
+def build_stack(
+    settings: Settings,
+    clock: Clock,
+    *,
+    notifier: Notifier | None = None,
+    tick_interval_s: float = TICK_INTERVAL_S,
+    with_api: bool = True,
+) -> Stack:
+    """Construct (without starting) ingest + alerting (+ API) for ``settings``."""
+    metrics = MetricsRegistry()
+    influx = connect(settings)
+    influx.ensure_database()
+    engine = AlertingEngine(
+        Registry(settings.db),
+        notifier or make_notifier(settings),
+        clock,
+        influx=influx,
+        public_url=settings.public_url,
+        metrics=metrics,
+    )
+    pump = ObservationPump(engine)
+    ingester = Ingester(
+        settings, Registry(settings.db), influx, clock, metrics=metrics, on_durable=pump.put
+    )
+    stack = Stack(
+        settings=settings,
+        clock=clock,
+        metrics=metrics,
+        influx=influx,
+        registry=Registry(settings.db),
+        engine=engine,
+        pump=pump,
+        scheduler=Scheduler(engine.tick, tick_interval_s),
+        ingester=ingester,
+    )
+    if with_api:
+        stack.api = _api_server(stack)
+    return stack
+
+
+def _api_server(stack: Stack) -> Any:
+    """The API server if the api package provides one (issue 5), else None."""
+    try:
+        from api.server import ApiServer  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        log.info("API not available in this build; running ingest and alerting only")
+        return None
+    return ApiServer.for_stack(stack)
