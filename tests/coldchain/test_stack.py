@@ -68,7 +68,8 @@ def test_run_stack_pages_on_a_hard_ceiling(
     [message] = notifier.sent
     assert message.to == "+525555550101"
     assert "CRITICO Camara 11.5C (limite 10C)" in message.body
-    assert lines and lines[0].startswith("SMS to +525555550101")
+    assert lines
+    assert lines[0].startswith("SMS to +525555550101")
     alerts = Registry(settings.db).query("SELECT kind, state FROM alerts")
     assert [(r["kind"], r["state"]) for r in alerts] == [("temperature", "firing")]
 
