@@ -442,7 +442,10 @@ class RuleEngine:
     ) -> None:
         lim = s.limits
         back_in = not _outside(value, lim, margin=lim.hysteresis_k)
-        if not back_in:
+        # A "rising" problem is below the limit by definition: it clears when the rise
+        # stops (half the alarm rate), not merely for being in range.
+        still_rising = s.level == 1 and s.rise_slope * 3600 >= lim.rise_k_per_h / 2
+        if not back_in or still_rising:
             s.clear_since = None
             return
         if s.level == 0 and not outside:

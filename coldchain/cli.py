@@ -153,6 +153,47 @@ def cmd_alerting(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    """Print what a rule set would have fired over stored history."""
+    from zoneinfo import ZoneInfo
+
+    from alerting import backtest
+    from core.chain import load_chain
+    from core.influx import connect
+    from core.registry import Registry
+
+    registry = Registry(settings.db)
+    store = registry.store(args.store)
+    zone = ZoneInfo(store.timezone)
+
+    def instant(text: str) -> int:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(f"--from/--to: {text!r} is not an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        return round(moment.timestamp() * 1000)
+
+    start, end = instant(args.start), instant(args.end)
+    if end <= start:
+        raise ConfigError("--to must be after --from")
+    overrides = load_chain(args.rules) if args.rules else None
+    engine = backtest.engine_for(registry, args.store, overrides)
+    influx = connect(settings)
+    try:
+        events = backtest.load_events(influx, args.store, start, end)
+    finally:
+        influx.close()
+        registry.close()
+    transitions = backtest.replay(engine, events, start, end)
+    print(f"{len(events)} observations replayed for {store.name} ({args.store}); "
+          f"{len(transitions)} transitions")  # fmt: skip
+    for t in transitions:
+        print(backtest.describe(t, store.timezone))
+    return 0
+
+
 def cmd_demo(_args: argparse.Namespace, _settings: Settings) -> int:
     """Run the self-contained demo on private servers."""
     from coldchain.demo import run_demo
@@ -289,14 +330,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
-        return p
+        return _add(sub, name, handler, help_text)
 
     add("run", cmd_run, "ingest + alerting + API in one process (until SIGTERM/SIGINT)")
     add("ingest", cmd_ingest, "run the MQTT ingester (until SIGTERM/SIGINT)")
-    add("alerting", cmd_alerting, "run alerting alone, fed by `coldchain ingest` over MQTT")
+    p = add("alerting", cmd_alerting, "run alerting alone, fed by `coldchain ingest` over MQTT")
+    asub = p.add_subparsers(dest="action", metavar="ACTION")
+    p = asub.add_parser("backtest", help="replay stored readings through a rule set")
+    p.add_argument("--store", required=True)
+    p.add_argument("--from", dest="start", required=True, help="ISO time (store local if no zone)")
+    p.add_argument("--to", dest="end", required=True, help="ISO time (store local if no zone)")
+    p.add_argument("--rules", type=Path, help="chain-format YAML overriding stores/assets")
+    p.set_defaults(handler=cmd_backtest)
     add("demo", cmd_demo, "run the self-contained demo on private Mosquitto and InfluxDB")
+
+    _add_registry_commands(sub)
+
+    p = add("bench", cmd_bench, "run a benchmark (ingest)")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print only the JSON line")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark options")
+    return parser
+
+
+def _add(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_registry_commands(sub: Any) -> None:
+    """registry, sensors, devices, deadletters and config subcommands."""
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        return _add(sub, name, handler, help_text)
 
     registry = sub.add_parser("registry", help="import/export the chain file")
     rsub = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -334,12 +401,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("check", help="validate a chain file, or print effective settings")
     p.add_argument("file", nargs="?")
     p.set_defaults(handler=cmd_config_check)
-
-    p = add("bench", cmd_bench, "run a benchmark (ingest)")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true", help="print only the JSON line")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark options")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
