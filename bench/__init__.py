@@ -14,6 +14,7 @@ from typing import Any
 
 BENCHMARKS = {
     "ingest": "bench.ingest",
+    "alerting": "bench.alerting",
 }
 
 
