@@ -69,7 +69,7 @@ def _chain(stores: int, per_store: int, trigger_assets: int = 0) -> dict[str, An
                 "phone": "+15550000001",
                 "roles": ["oncall", "store_manager"],
             }
-        ],  # fmt: skip
+        ],
     }
 
 
