@@ -212,7 +212,10 @@ class AlertingEngine:
                 if existing is not None:
                     alert = self.book.resolve(existing, now, by="coldchain", note="back to normal")
                     self._event(alert, "resolved")
-                    self._notify_resolved(alert, now)
+                    current = condition.explanation.get("now")
+                    self._notify_resolved(
+                        alert, now, current if isinstance(current, int | float) else None
+                    )
                 continue
             if existing is None:
                 alert = self.book.open(condition, now, self._policy_for(condition))
@@ -366,7 +369,7 @@ class AlertingEngine:
             explanation=alert.explanation,
         )
 
-    def _notify_resolved(self, alert: Alert, now: float) -> None:
+    def _notify_resolved(self, alert: Alert, now: float, current: float | None = None) -> None:
         store = self.stores.get(alert.store)
         if store is None:
             return
@@ -382,7 +385,9 @@ class AlertingEngine:
                 n.phone,
                 "sms" if n.channel == "voice" else n.channel,
                 n.language,
-                messages.resolved(store.name, self._text(alert), n.language, store.timezone, now),
+                messages.resolved(
+                    store.name, self._text(alert), n.language, store.timezone, now, current
+                ),
                 store.id,
             )
             for n in paged.values()

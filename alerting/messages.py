@@ -179,10 +179,15 @@ def page(store_name: str, alerts: Sequence[AlertText], lang: str, zone: str, lev
     return to_gsm7(body)
 
 
-def resolved(store_name: str, alert: AlertText, lang: str, zone: str, at: float) -> str:
-    """Tells whoever was paged that the problem is over."""
+def resolved(
+    store_name: str, alert: AlertText, lang: str, zone: str, at: float, now: float | None = None
+) -> str:
+    """Tells whoever was paged that the problem is over (with the temperature now)."""
     t = _T[language(lang)]
-    what = describe(alert, lang, zone)
+    if alert.kind == "temperature" and now is not None:
+        what = f"{alert.asset_name} {_num(now)}C"
+    else:
+        what = describe(alert, lang, zone)
     text = t["resolved"].format(what=what, at=_clock(at, zone))
     return to_gsm7(f"COLDCHAIN {store_name}: {text} ({alert.code})")
 

@@ -81,8 +81,8 @@ DEFAULTS: dict[AssetType, Limits] = {
     AssetType.PRODUCE_CASE: _p(8.0, 60, 10.0, 120, 15.0, 14.0, warn_below=0.0),
     AssetType.FROZEN_CASE: _p(-15.0, 30, -12.0, 60, -9.0, -5.0),
     AssetType.ICE_CREAM_CASE: _p(-18.0, 30, -12.0, 30, -9.0, -5.0),
-    AssetType.WALKIN_COOLER: _p(5.0, 30, 7.0, 30, 10.0, 10.0, warn_below=0.0, rise_k_per_h=1.5),
-    AssetType.WALKIN_FREEZER: _p(-15.0, 30, -10.0, 60, -5.0, -5.0, rise_k_per_h=1.0),
+    AssetType.WALKIN_COOLER: _p(5.0, 30, 7.0, 30, 10.0, 10.0, warn_below=0.0, rise_k_per_h=1.0),
+    AssetType.WALKIN_FREEZER: _p(-15.0, 30, -10.0, 60, -5.0, -5.0, rise_k_per_h=0.75),
     # WHO 2-8 °C: out of range 15 min warns; >8 °C for 60 min or any reading at or below
     # 0 °C (freeze damage to vaccines) is critical.
     AssetType.PHARMACY_FRIDGE: _p(

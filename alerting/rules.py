@@ -29,8 +29,9 @@ Temperature rules (DESIGN.md §4, docs/design/alerting.md):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -65,6 +66,9 @@ MAX_GAP_INTERVALS = 3.0
 # Rate of rise is measured over windows of this length: shorter reacts to door openings,
 # longer reacts late to a failed compressor.
 RISE_WINDOW_S = 30 * 60
+# Time constant of the moving average the rise is measured on: longer than a compressor
+# cycle (10-25 min, §C.2) so cycling cancels out; much longer and a failure shows late.
+RISE_SMOOTHING_S = 30 * 60
 # Faults (85.0, -127, NaN, null ...) this many times within the window raise sensor_fault;
 # one power-on 85.0 after a brown-out is not worth a page.
 FAULTS_TO_ALERT = 3
@@ -129,6 +133,8 @@ class _SensorState:
     side: str = "high"
     rise_anchor: tuple[float, float] | None = None
     rise_slope: float = 0.0
+    ema: float | None = None
+    ema_ts: float | None = None
     in_defrost_prev: bool = False
     overrun: bool = False
     door_open_since: float | None = None
@@ -335,7 +341,7 @@ class RuleEngine:
         elif s.lo_warn >= lim.warn_budget_ks:
             level, side, limit = 2, "low", lim.warn_below
             budget_text = _budget(s.lo_warn, lim.warn_budget_ks)
-        elif s.rise_slope * 3600 >= lim.rise_k_per_h and _near_high(value, lim):
+        elif s.rise_slope * 3600 >= lim.rise_k_per_h and _near_high(s.ema or value, lim):
             level, limit = 1, lim.warn_above
             budget_text = f"rising {s.rise_slope * 3600:.1f} K/h"
         hard = _hard(value, lim)
@@ -367,16 +373,27 @@ class RuleEngine:
             self._set_level(s, ts, 3, hard[0], value, hard[1], explanation, out)
 
     def _rise(self, s: _SensorState, ts: float, value: float, phase: str | None) -> None:
+        """Slope of the smoothed temperature over the last window (K/s).
+
+        The raw air temperature of a healthy unit is a sawtooth (a walk-in cycles 2.5 K
+        every ~25 min, research §C.2), whose 30-min slopes reach several K/h; its moving
+        average barely moves, while a failed compressor lifts the average steadily.
+        """
+        if s.ema is None or s.ema_ts is None:
+            s.ema, s.ema_ts = value, ts
+        else:
+            s.ema += (value - s.ema) * (1.0 - math.exp(-(ts - s.ema_ts) / RISE_SMOOTHING_S))
+            s.ema_ts = ts
         if phase is not None:
-            s.rise_anchor, s.rise_slope = (ts, value), 0.0
+            s.rise_anchor, s.rise_slope = None, 0.0
             return
         if s.rise_anchor is None:
-            s.rise_anchor = (ts, value)
+            s.rise_anchor = (ts, s.ema)
             return
         anchor_ts, anchor_value = s.rise_anchor
         if ts - anchor_ts >= RISE_WINDOW_S:
-            s.rise_slope = (value - anchor_value) / (ts - anchor_ts)
-            s.rise_anchor = (ts, value)
+            s.rise_slope = (s.ema - anchor_value) / (ts - anchor_ts)
+            s.rise_anchor = (ts, s.ema)
 
     def _overrun(
         self, s: _SensorState, ts: float, value: float, phase: str | None, out: list[Transition]
@@ -387,6 +404,8 @@ class RuleEngine:
         if warn is None:
             return
         key = f"{DEFROST_OVERRUN}:{s.asset}"
+        if f"{TEMPERATURE}:{s.asset}" in self.active:
+            return  # already a temperature problem: the defrost is not the news
         if was_in_defrost and phase is None and value > warn + s.limits.hysteresis_k:
             s.overrun = True
             self._fire(
@@ -459,7 +478,7 @@ class RuleEngine:
             s.excursion_since = None
             s.clear_since = None
             s.rise_slope = 0.0
-            self._clear(f"{TEMPERATURE}:{s.asset}", ts, out, sensor=s.sensor)
+            self._clear(f"{TEMPERATURE}:{s.asset}", ts, out, sensor=s.sensor, value=value)
 
     def _door(self, s: _SensorState, ts: float, value: float, out: list[Transition]) -> None:
         if value >= 0.5:
@@ -706,7 +725,14 @@ class RuleEngine:
         self.active[condition.key] = condition
         out.append(Transition(action, condition, round(ts * 1000)))
 
-    def _clear(self, key: str, ts: float, out: list[Transition], sensor: str | None = None) -> None:
+    def _clear(
+        self,
+        key: str,
+        ts: float,
+        out: list[Transition],
+        sensor: str | None = None,
+        value: float | None = None,
+    ) -> None:
         condition = self.active.get(key)
         if condition is None:
             return
@@ -716,6 +742,8 @@ class RuleEngine:
             if any(o.level > 0 for o in others if o.sensor != sensor):
                 return
         del self.active[key]
+        if value is not None:  # the clearing reading, for the "back to normal" message
+            condition = replace(condition, explanation={**condition.explanation, "now": value})
         out.append(Transition("clear", condition, round(ts * 1000)))
 
 

@@ -106,12 +106,18 @@ class Stack:
     ingester: Ingester
     api: Any = None  # api.server.ApiServer when the API runs in this process
     extra_stops: list[Callable[[], None]] = field(default_factory=list)
+    _scheduled: bool = False
 
-    def start(self) -> None:
-        """Alerting first (so no observation is missed), then ingest, then the API."""
+    def start(self, *, scheduler: bool = True) -> None:
+        """Alerting first (so no observation is missed), then ingest, then the API.
+
+        ``scheduler=False`` leaves ticking to the caller (lockstep simulations, tests).
+        """
         self.engine.start()
         self.pump.start()
-        self.scheduler.start()
+        if scheduler:
+            self.scheduler.start()
+        self._scheduled = scheduler
         self.ingester.start()
         if self.api is not None:
             self.api.start()
@@ -122,7 +128,8 @@ class Stack:
             self.api.stop()
         self.ingester.stop()
         self.pump.stop()
-        self.scheduler.stop()
+        if self._scheduled:
+            self.scheduler.stop()
         self.engine.stop()
         for stop in self.extra_stops:
             stop()
@@ -148,6 +155,7 @@ def build_stack(
         clock,
         influx=influx,
         public_url=settings.public_url,
+        ack_timeout_s=settings.ack_timeout,
         metrics=metrics,
     )
     pump = ObservationPump(engine)

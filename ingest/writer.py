@@ -111,6 +111,8 @@ class BatchWriter:
             batch = self._pending
             if not batch.tokens:
                 batch.first_at = time.monotonic()
+                # The writer may be in a long idle wait: it must learn the flush deadline.
+                self._cond.notify()
             batch.lines.extend(lines)
             batch.tokens.append(token)
             if ts_ms is not None:
