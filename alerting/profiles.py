@@ -79,8 +79,9 @@ DEFAULTS: dict[AssetType, Limits] = {
     AssetType.DAIRY_CASE: _p(5.0, 30, 8.0, 30, 12.0, 10.0, warn_below=-1.0),
     AssetType.MEAT_CASE: _p(4.0, 30, 5.0, 120, 10.0, 10.0, warn_below=-3.0),
     AssetType.PRODUCE_CASE: _p(8.0, 60, 10.0, 120, 15.0, 14.0, warn_below=0.0),
-    AssetType.FROZEN_CASE: _p(-15.0, 30, -12.0, 60, -9.0, -5.0),
-    AssetType.ICE_CREAM_CASE: _p(-18.0, 30, -12.0, 30, -9.0, -5.0),
+    # LT case air normally peaks at -5..0 °C in a defrost (§C.3): the defrost ceiling is 0.
+    AssetType.FROZEN_CASE: _p(-15.0, 30, -12.0, 60, -9.0, 0.0),
+    AssetType.ICE_CREAM_CASE: _p(-18.0, 30, -12.0, 30, -9.0, 0.0),
     AssetType.WALKIN_COOLER: _p(5.0, 30, 7.0, 30, 10.0, 10.0, warn_below=0.0, rise_k_per_h=1.0),
     AssetType.WALKIN_FREEZER: _p(-15.0, 30, -10.0, 60, -5.0, -5.0, rise_k_per_h=0.75),
     # WHO 2-8 °C: out of range 15 min warns; >8 °C for 60 min or any reading at or below

@@ -78,6 +78,17 @@ OFFLINE_GRACE_S = 5 * 60
 # Store outage: at least this many devices, and this share of the store's devices, down.
 OUTAGE_MIN_DEVICES = 2
 OUTAGE_SHARE = 0.5
+# Store outage must last this long before it fires: an access point rebooting takes every
+# Wi-Fi device offline for a minute or two. Too short pages on blips; too long delays the
+# one message that matters during a real power cut.
+OUTAGE_GRACE_S = 2 * 60
+# A jump faster than this between two readings is physically implausible for air in a
+# refrigerated unit (research §C.8: reject > 3 K/min for walk-in air; long 1-Wire runs
+# pick up 5-15 K spikes): the reading waits for the next one to confirm it. Too low and a
+# door flung open on an open case is doubted; too high and EMI spikes hit hard ceilings.
+SPIKE_K_PER_MIN = 5.0
+# The next reading confirms a suspected jump when it is within this of it.
+SPIKE_CONFIRM_K = 2.0
 # Battery hysteresis: clear only this far above the low limit.
 BATTERY_HYSTERESIS_PCT = 5.0
 
@@ -135,6 +146,8 @@ class _SensorState:
     rise_slope: float = 0.0
     ema: float | None = None
     ema_ts: float | None = None
+    suspect: tuple[float, float] | None = None  # (ts, value) of an unconfirmed jump
+    spikes: int = 0
     in_defrost_prev: bool = False
     overrun: bool = False
     door_open_since: float | None = None
@@ -246,6 +259,8 @@ class RuleEngine:
         self._device_offline = np.zeros(len(self._devices), dtype=bool)
         self._device_index = device_index
         self._doors_open: set[str] = set()
+        self._store_index = store_index
+        self._outage_since: dict[str, float] = {}
         self._last_seen: npt.NDArray[np.float64] = np.full(count, np.nan)
         self._silence_after = np.array(
             [s.interval_s * SILENT_INTERVALS for s in self._slots], dtype=np.float64
@@ -308,6 +323,8 @@ class RuleEngine:
         prev_ts, prev_value = s.last_ts, s.last_value
         if prev_ts is not None and ts <= prev_ts:
             return  # late or duplicate: stored, but the accumulators only move forward
+        if prev_ts is not None and prev_value is not None and self._implausible(s, ts, value):
+            return
         s.last_ts, s.last_value = ts, value
         lim = s.limits
         defrosts = self.defrosts.get(s.asset)
@@ -328,22 +345,7 @@ class RuleEngine:
         s.lo_warn = _spend(s.lo_warn, -mean, _neg(lim.warn_below), dt, weight, lim, warn_armed)
         s.lo_crit = _spend(s.lo_crit, -mean, _neg(lim.critical_below), dt, weight, lim, True)
         self._rise(s, ts, value, phase)
-        level, side, limit, budget_text = 0, "high", None, ""
-        if s.hi_crit >= lim.critical_budget_ks:
-            level, limit = 3, crit_above
-            budget_text = _budget(s.hi_crit, lim.critical_budget_ks)
-        elif s.lo_crit >= lim.critical_budget_ks:
-            level, side, limit = 3, "low", lim.critical_below
-            budget_text = _budget(s.lo_crit, lim.critical_budget_ks)
-        elif s.hi_warn >= lim.warn_budget_ks:
-            level, limit = 2, lim.warn_above
-            budget_text = _budget(s.hi_warn, lim.warn_budget_ks)
-        elif s.lo_warn >= lim.warn_budget_ks:
-            level, side, limit = 2, "low", lim.warn_below
-            budget_text = _budget(s.lo_warn, lim.warn_budget_ks)
-        elif s.rise_slope * 3600 >= lim.rise_k_per_h and _near_high(s.ema or value, lim):
-            level, limit = 1, lim.warn_above
-            budget_text = f"rising {s.rise_slope * 3600:.1f} K/h"
+        level, side, limit, budget_text = self._level(s, value, crit_above)
         hard = _hard(value, lim)
         if hard is not None:
             level, side, limit = 3, hard[0], hard[1]
@@ -361,6 +363,45 @@ class RuleEngine:
         }
         self._set_level(s, ts, level, side, value, limit, explanation, out)
         self._maybe_clear(s, ts, value, outside, out)
+
+    @staticmethod
+    def _level(
+        s: _SensorState, value: float, crit_above: float | None
+    ) -> tuple[int, str, float | None, str]:
+        """The stage the accumulators (and the rise) put this sensor at."""
+        lim = s.limits
+        level, side, limit, budget_text = 0, "high", None, ""
+        if s.hi_crit >= lim.critical_budget_ks:
+            level, limit = 3, crit_above
+            budget_text = _budget(s.hi_crit, lim.critical_budget_ks)
+        elif s.lo_crit >= lim.critical_budget_ks:
+            level, side, limit = 3, "low", lim.critical_below
+            budget_text = _budget(s.lo_crit, lim.critical_budget_ks)
+        elif s.hi_warn >= lim.warn_budget_ks:
+            level, limit = 2, lim.warn_above
+            budget_text = _budget(s.hi_warn, lim.warn_budget_ks)
+        elif s.lo_warn >= lim.warn_budget_ks:
+            level, side, limit = 2, "low", lim.warn_below
+            budget_text = _budget(s.lo_warn, lim.warn_budget_ks)
+        elif s.rise_slope * 3600 >= lim.rise_k_per_h and _near_high(s.ema or value, lim):
+            level, limit = 1, lim.warn_above
+            budget_text = f"rising {s.rise_slope * 3600:.1f} K/h"
+        return level, side, limit, budget_text
+
+    def _implausible(self, s: _SensorState, ts: float, value: float) -> bool:
+        """A jump too fast to be air: hold it until the next reading confirms it."""
+        assert s.last_ts is not None
+        assert s.last_value is not None
+        rate = abs(value - s.last_value) / max((ts - s.last_ts) / 60.0, 1e-6)
+        if rate <= SPIKE_K_PER_MIN:
+            s.suspect = None
+            return False
+        if s.suspect is not None and abs(value - s.suspect[1]) <= SPIKE_CONFIRM_K:
+            s.suspect = None  # two readings agree: a real step change
+            return False
+        s.suspect = (ts, value)
+        s.spikes += 1
+        return True
 
     def _hard_limits(
         self, s: _SensorState, ts: float, value: float, weight_text: str, out: list[Transition]
@@ -632,15 +673,21 @@ class RuleEngine:
         share = down_per_store / np.maximum(self._store_device_count, 1)
         firing = (down_per_store >= OUTAGE_MIN_DEVICES) & (share >= OUTAGE_SHARE)
         clearing = share < OUTAGE_SHARE / 2
+        for store in list(self._outage_since):
+            if not firing[self._store_index[store]]:
+                del self._outage_since[store]  # came back within the grace period
         for index in np.flatnonzero(firing | clearing):
             store = self._store_ids[int(index)]
             key = f"{STORE_OUTAGE}:{store}"
             total = int(self._store_device_count[index])
             if firing[index] and store not in self.store_outage:
+                since = self._outage_since.setdefault(store, now)
+                if now - since < OUTAGE_GRACE_S:
+                    continue
                 self.store_outage.add(store)
                 self._fire(
                     Condition(key, STORE_OUTAGE, CRITICAL, CRITICAL, store, None, None, None,
-                              round(now * 1000), float(down_per_store[index]), float(total),
+                              round(since * 1000), float(down_per_store[index]), float(total),
                               {"down": sorted(self.down_devices(store)), "devices": total}),
                     now,
                     out,

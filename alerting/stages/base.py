@@ -14,4 +14,6 @@ class StageContext:
     now: float
     open_alerts: list[Any]  # alerting.book.Alert, all open ones
     silences: list[dict[str, Any]]
+    # Stores whose power came back recently (store -> when): their units are pulling down.
+    recovering: dict[str, float] = field(default_factory=dict)
     dropped: Counter[str] = field(default_factory=Counter)

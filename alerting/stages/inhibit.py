@@ -2,7 +2,9 @@
 
 A power cut takes every unit and the gateway down at once; the outage alert says so once
 (STYLE.md §8). The held alerts keep their place in the escalation and resume when the
-outage clears, if their problem is still there.
+outage clears, if their problem is still there. After the power comes back every
+compressor starts at once and the units need 1-3 h to pull down (research §C.7), so the
+hold lasts :data:`RECOVERY_HOLD_S` longer; a unit still out of range after that pages.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ from alerting.book import Alert
 from alerting.rules import STORE_OUTAGE
 from alerting.stages.base import StageContext
 
+# How long after a store outage its units' own alerts stay held. Too short and every unit
+# of a store that just got its power back pages its manager; too long and a unit that did
+# not restart goes unnoticed for that long.
+RECOVERY_HOLD_S = 90 * 60
+
 
 def inhibit(alerts: list[Alert], ctx: StageContext) -> list[Alert]:
-    """Drop alerts of stores with an open store outage (but not the outage itself)."""
+    """Drop alerts of stores in (or just after) an outage, but not the outage itself."""
     dark = {a.store for a in ctx.open_alerts if a.kind == STORE_OUTAGE}
+    dark |= {store for store, at in ctx.recovering.items() if ctx.now - at < RECOVERY_HOLD_S}
     kept = [a for a in alerts if a.kind == STORE_OUTAGE or a.store not in dark]
     ctx.dropped["inhibited"] += len(alerts) - len(kept)
     return kept

@@ -64,6 +64,7 @@ class Harness:
         self.clock = ManualClock(start)
         self.notifier = notifier or ConsoleNotifier(out=lambda _line: None)
         self.engine = self._engine()
+        self.last: dict[str, float] = {}
 
     def _engine(self) -> AlertingEngine:
         engine = AlertingEngine(
@@ -90,9 +91,19 @@ class Harness:
         )  # fmt: skip
 
     def minutes(self, count: int, sensor: str = "wic1", value: float = 3.0) -> None:
-        """One reading a minute for ``count`` minutes, ticking the engine each minute."""
+        """One reading a minute for ``count`` minutes, ticking the engine each minute.
+
+        A deliberate jump (a test's failure) is confirmed by a second reading 30 s
+        earlier, as a real excursion would be: single implausible jumps are held.
+        """
         for _ in range(count):
-            self.clock.advance(60)
+            if abs(value - self.last.get(sensor, value)) > 4.0:
+                self.clock.advance(30)
+                self.reading(sensor, value)
+                self.clock.advance(30)
+            else:
+                self.clock.advance(60)
+            self.last[sensor] = value
             self.reading(sensor, value)
             self.reading("dc1" if sensor == "wic1" else "wic1", 3.0)
             self.engine.tick()
@@ -195,10 +206,10 @@ def test_two_problems_in_one_store_are_one_sms(night: Harness) -> None:
     ts = round(night.clock.time() * 1000)
     night.engine.observe(
         [
-            Observation("reading", ts, "wic1", "wic1", "s042", "s042-wic1", None,
-                        Quantity.TEMPERATURE, 11.0),
-            Observation("reading", ts, "dc1", "dc1", "s042", "s042-dc1", None,
-                        Quantity.TEMPERATURE, 12.5),
+            Observation("reading", ts - 30_000 * k, sensor, sensor, "s042", asset, None,
+                        Quantity.TEMPERATURE, value)
+            for k in (1, 0)  # each jump confirmed by a second reading
+            for sensor, asset, value in (("wic1", "s042-wic1", 11.0), ("dc1", "s042-dc1", 12.5))
         ]
     )  # fmt: skip
     night.engine.delivery.drain()

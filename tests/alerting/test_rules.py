@@ -141,9 +141,22 @@ def test_hard_ceiling_fires_critical_at_once() -> None:
     engine = _engine()
     start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
     _feed(engine, start, 3, 3.0)
-    events = _feed(engine, start + timedelta(minutes=3), 1, 10.5)
+    # 7.5 K in a minute is not air: the first such reading waits for confirmation ...
+    assert _feed(engine, start + timedelta(minutes=3), 1, 10.5) == []
+    assert engine.states["dev1"].spikes == 1
+    # ... which the next one gives: critical at once, without spending a budget.
+    events = _feed(engine, start + timedelta(minutes=3, seconds=30), 1, 10.5)
     assert [(t.action, t.condition.stage) for _, t in events] == [("fire", "critical")]
     assert "hard ceiling" in events[0][1].condition.explanation["budget"]
+
+
+def test_a_single_spike_is_held_and_forgotten() -> None:
+    """EMI on a long 1-Wire run: one reading 15 K off, then back to normal."""
+    engine = _engine()
+    start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
+    temps = [3.0] * 5 + [18.0] + [3.0] * 30
+    assert _feed(engine, start, len(temps), temps) == []
+    assert engine.states["dev1"].spikes == 1
 
 
 def test_defrost_does_not_warn_but_a_defrost_that_does_not_end_does() -> None:
@@ -208,7 +221,11 @@ def test_silence_and_whole_store_outage_vectorised() -> None:
     assert engine.tick(_ms(start + timedelta(minutes=2))) == []
     events = engine.tick(_ms(start + timedelta(minutes=3, seconds=1)))
     kinds = sorted(t.condition.kind for t in events)
-    assert kinds == [SENSOR_SILENT, SENSOR_SILENT, STORE_OUTAGE]
+    assert kinds == [SENSOR_SILENT, SENSOR_SILENT]  # the outage has a 2 min grace
+    assert engine.tick(_ms(start + timedelta(minutes=4))) == []
+    [outage] = engine.tick(_ms(start + timedelta(minutes=5, seconds=2)))
+    assert outage.condition.kind == STORE_OUTAGE
+    assert outage.condition.since_ms == _ms(start + timedelta(minutes=3, seconds=1))
     # data comes back: silences clear, and the outage with them
     back = _feed(engine, start + timedelta(minutes=10), 1, 3.0, sensor="dev1")
     back += _feed(engine, start + timedelta(minutes=10), 1, 3.0, sensor="dev2")
@@ -224,6 +241,7 @@ def test_pharmacy_freezing_is_critical_immediately() -> None:
     engine = _engine("pharmacy_fridge")
     start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
     _feed(engine, start, 2, 5.0)
+    _feed(engine, start + timedelta(minutes=1, seconds=30), 1, -0.2)  # jump, then confirmed
     events = _feed(engine, start + timedelta(minutes=2), 1, -0.2)
     assert [(t.condition.stage, t.condition.explanation["side"]) for _, t in events] == [
         ("critical", "low")
