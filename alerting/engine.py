@@ -30,12 +30,12 @@ from alerting import messages
 from alerting.book import ACKNOWLEDGED, FIRING, Alert, AlertBook, Notification, Page
 from alerting.delivery import Delivery
 from alerting.notifiers.base import Notifier
-from alerting.rules import LEVELS, STORE_OUTAGE, Condition, RuleEngine, Transition
+from alerting.rules import DOOR_OPEN, LEVELS, STORE_OUTAGE, Condition, RuleEngine, Transition
 from alerting.stages import StageContext
 from alerting.stages.dedup import dedup
 from alerting.stages.group import Page as RoundPage
 from alerting.stages.group import group
-from alerting.stages.inhibit import RECOVERY_HOLD_S, inhibit
+from alerting.stages.inhibit import DOOR_RECOVERY_S, RECOVERY_HOLD_S, inhibit
 from alerting.stages.silence import silence
 from core.chain import Contact, Policy, PolicyStep, Store
 from core.clock import Clock
@@ -243,6 +243,7 @@ class AlertingEngine:
         if not due:
             return
         recent = self.book.alerts(kind=STORE_OUTAGE, state="resolved", limit=1000)
+        doors = self.book.alerts(kind=DOOR_OPEN, state="resolved", limit=1000)
         ctx = StageContext(
             now=now,
             open_alerts=self.book.alerts(open_only=True, limit=100_000),
@@ -251,6 +252,11 @@ class AlertingEngine:
                 a.store: a.resolved_at
                 for a in recent
                 if a.resolved_at is not None and now - a.resolved_at < RECOVERY_HOLD_S
+            },
+            doors_closed={
+                a.asset: a.resolved_at
+                for a in doors
+                if a.asset and a.resolved_at is not None and now - a.resolved_at < DOOR_RECOVERY_S
             },
         )
         survivors = silence(inhibit(due, ctx), ctx)

@@ -38,6 +38,12 @@ _T: dict[str, dict[str, str]] = {
         "ack_ok": "Alerta {code} reconocida por {name}. Gracias.",
         "ack_unknown": "Codigo {code} no encontrado o ya cerrado.",
         "ack_forbidden": "Este numero no esta autorizado para la alerta {code}.",
+        "ok_door_open": "{asset}: puerta cerrada",
+        "ok_store_outage": "equipos conectados de nuevo",
+        "ok_sensor_silent": "{asset}: sensor {sensor} reporta de nuevo",
+        "ok_device_offline": "equipo {device} conectado de nuevo",
+        "ok_low_battery": "{asset}: bateria de {sensor} cambiada",
+        "ok_sensor_fault": "{asset}: sensor {sensor} lee bien de nuevo",
         "ack_help": "Para reconocer una alerta responda OK y el codigo, p.ej. OK 4821.",
     },
     "pt": {
@@ -61,6 +67,12 @@ _T: dict[str, dict[str, str]] = {
         "ack_ok": "Alerta {code} reconhecido por {name}. Obrigado.",
         "ack_unknown": "Codigo {code} nao encontrado ou ja encerrado.",
         "ack_forbidden": "Este numero nao esta autorizado para o alerta {code}.",
+        "ok_door_open": "{asset}: porta fechada",
+        "ok_store_outage": "equipamentos conectados de novo",
+        "ok_sensor_silent": "{asset}: sensor {sensor} reporta de novo",
+        "ok_device_offline": "equipamento {device} conectado de novo",
+        "ok_low_battery": "{asset}: bateria de {sensor} trocada",
+        "ok_sensor_fault": "{asset}: sensor {sensor} le bem de novo",
         "ack_help": "Para reconhecer um alerta responda OK e o codigo, ex. OK 4821.",
     },
     "en": {
@@ -82,6 +94,12 @@ _T: dict[str, dict[str, str]] = {
         "ack_ok": "Alert {code} acknowledged by {name}. Thank you.",
         "ack_unknown": "Code {code} not found or already closed.",
         "ack_forbidden": "This number is not authorised for alert {code}.",
+        "ok_door_open": "{asset}: door closed",
+        "ok_store_outage": "devices back online",
+        "ok_sensor_silent": "{asset}: sensor {sensor} reporting again",
+        "ok_device_offline": "device {device} back online",
+        "ok_low_battery": "{asset}: battery of {sensor} replaced",
+        "ok_sensor_fault": "{asset}: sensor {sensor} reading well again",
         "ack_help": "To acknowledge an alert reply OK and the code, e.g. OK 4821.",
     },
 }
@@ -148,6 +166,9 @@ def describe(alert: AlertText, lang: str, zone: str) -> str:
         side = alert.explanation.get("side", "high")
         text = t["temp_low" if side == "low" else "temp_high"].format(**fields)
         return f"{t['critical']} {text}" if alert.severity == "critical" else text
+    if kind == "defrost_overrun":
+        text = t["defrost_overrun"].format(**fields)
+        return f"{t['critical']} {text}" if alert.severity == "critical" else text
     if kind == "door_open":
         minutes = int(float(str(alert.explanation.get("open_s", 0))) // 60)
         return t["door_open"].format(**fields, minutes=minutes)
@@ -184,8 +205,12 @@ def resolved(
 ) -> str:
     """Tells whoever was paged that the problem is over (with the temperature now)."""
     t = _T[language(lang)]
-    if alert.kind == "temperature" and now is not None:
+    if alert.kind in ("temperature", "defrost_overrun") and now is not None:
         what = f"{alert.asset_name} {_num(now)}C"
+    elif f"ok_{alert.kind}" in t:
+        what = t[f"ok_{alert.kind}"].format(
+            asset=alert.asset_name, sensor=alert.sensor or "", device=alert.device or ""
+        )
     else:
         what = describe(alert, lang, zone)
     text = t["resolved"].format(what=what, at=_clock(at, zone))

@@ -69,6 +69,10 @@ RISE_WINDOW_S = 30 * 60
 # Time constant of the moving average the rise is measured on: longer than a compressor
 # cycle (10-25 min, §C.2) so cycling cancels out; much longer and a failure shows late.
 RISE_SMOOTHING_S = 30 * 60
+# A rise counts once the smoothed temperature is within this of the warn limit. Too small
+# and the early warning comes when the budget is nearly spent anyway; too large and every
+# pull-down after a door opening looks like a failure.
+RISE_MARGIN_K = 2.0
 # Faults (85.0, -127, NaN, null ...) this many times within the window raise sensor_fault;
 # one power-on 85.0 after a brown-out is not worth a page.
 FAULTS_TO_ALERT = 3
@@ -89,6 +93,10 @@ OUTAGE_GRACE_S = 2 * 60
 SPIKE_K_PER_MIN = 5.0
 # The next reading confirms a suspected jump when it is within this of it.
 SPIKE_CONFIRM_K = 2.0
+# Consecutive "open" samples before a door counts as left open (see _door_check). Too
+# few and busy doors sampled every 5 min look stuck open; too many delays the alert for
+# sensors that report slowly.
+DOOR_SAMPLES = 3
 # Battery hysteresis: clear only this far above the low limit.
 BATTERY_HYSTERESIS_PCT = 5.0
 
@@ -149,12 +157,13 @@ class _SensorState:
     suspect: tuple[float, float] | None = None  # (ts, value) of an unconfirmed jump
     spikes: int = 0
     in_defrost_prev: bool = False
-    overrun: bool = False
     door_open_since: float | None = None
+    door_samples: int = 0
     door_level: int = 0
     battery_low: bool = False
     fault_window_start: float = 0.0
     fault_count: int = 0
+    last_fault_ts: float = 0.0
     fault_active: bool = False
     last_fault_code: str | None = None
     silent: bool = False
@@ -317,8 +326,8 @@ class RuleEngine:
         return weight.value, weight.explain()
 
     def _temperature(self, s: _SensorState, ts: float, value: float, out: list[Transition]) -> None:
-        if s.fault_active and ts - s.fault_window_start > FAULT_WINDOW_S / 3:
-            s.fault_active = False
+        if s.fault_active and ts - s.last_fault_ts >= FAULT_WINDOW_S:
+            s.fault_active = False  # a whole window of good readings: the probe is fine
             self._clear(f"{SENSOR_FAULT}:{s.sensor}", ts, out)
         prev_ts, prev_value = s.last_ts, s.last_value
         if prev_ts is not None and ts <= prev_ts:
@@ -345,8 +354,8 @@ class RuleEngine:
         s.lo_warn = _spend(s.lo_warn, -mean, _neg(lim.warn_below), dt, weight, lim, warn_armed)
         s.lo_crit = _spend(s.lo_crit, -mean, _neg(lim.critical_below), dt, weight, lim, True)
         self._rise(s, ts, value, phase)
-        level, side, limit, budget_text = self._level(s, value, crit_above)
-        hard = _hard(value, lim)
+        level, side, limit, budget_text = self._level(s, value, crit_above, weight)
+        hard = _hard(value, lim, defrosting=phase is not None)
         if hard is not None:
             level, side, limit = 3, hard[0], hard[1]
             budget_text = f"hard {'ceiling' if side == 'high' else 'floor'} {limit:g} °C"
@@ -366,9 +375,14 @@ class RuleEngine:
 
     @staticmethod
     def _level(
-        s: _SensorState, value: float, crit_above: float | None
+        s: _SensorState, value: float, crit_above: float | None, weight: float
     ) -> tuple[int, str, float | None, str]:
-        """The stage the accumulators (and the rise) put this sensor at."""
+        """The stage the accumulators (and the rise) put this sensor at.
+
+        The weight lowers the rise rate that counts as a problem, as it shortens budgets:
+        on a peak day or at night a slower climb is worth an early word. (It does not widen
+        the margin: 4 K below a walk-in's limit is its normal band.)
+        """
         lim = s.limits
         level, side, limit, budget_text = 0, "high", None, ""
         if s.hi_crit >= lim.critical_budget_ks:
@@ -383,7 +397,9 @@ class RuleEngine:
         elif s.lo_warn >= lim.warn_budget_ks:
             level, side, limit = 2, "low", lim.warn_below
             budget_text = _budget(s.lo_warn, lim.warn_budget_ks)
-        elif s.rise_slope * 3600 >= lim.rise_k_per_h and _near_high(s.ema or value, lim):
+        elif s.rise_slope * 3600 * weight >= lim.rise_k_per_h and _near_high(
+            s.ema or value, lim, margin=RISE_MARGIN_K
+        ):
             level, limit = 1, lim.warn_above
             budget_text = f"rising {s.rise_slope * 3600:.1f} K/h"
         return level, side, limit, budget_text
@@ -439,29 +455,28 @@ class RuleEngine:
     def _overrun(
         self, s: _SensorState, ts: float, value: float, phase: str | None, out: list[Transition]
     ) -> None:
-        """A unit still warm when its defrost recovery ended: the defrost did not end."""
+        """A unit still warm when its defrost recovery ended: the defrost did not end.
+
+        It is the first stage of the asset's temperature problem (same key), so when the
+        budget is spent later the same alert is upgraded rather than a second one opened.
+        """
         was_in_defrost, s.in_defrost_prev = s.in_defrost_prev, phase is not None
         warn = s.limits.warn_above
-        if warn is None:
+        if warn is None or f"{TEMPERATURE}:{s.asset}" in self.active:
             return
-        key = f"{DEFROST_OVERRUN}:{s.asset}"
-        if f"{TEMPERATURE}:{s.asset}" in self.active:
-            return  # already a temperature problem: the defrost is not the news
         if was_in_defrost and phase is None and value > warn + s.limits.hysteresis_k:
-            s.overrun = True
+            s.level = LEVELS[WARNING]
+            s.excursion_since = s.excursion_since or ts
             self._fire(
                 Condition(
-                    key, DEFROST_OVERRUN, WARNING, WARNING, s.store, s.asset, s.sensor,
-                    s.device, round(ts * 1000), value, warn,
-                    {"reading": value, "limit": warn,
+                    f"{TEMPERATURE}:{s.asset}", DEFROST_OVERRUN, WARNING, WARNING, s.store,
+                    s.asset, s.sensor, s.device, round(s.excursion_since * 1000), value, warn,
+                    {"reading": value, "limit": warn, "side": "high",
                      "budget": "still above the warn limit when the defrost recovery ended"},
                 ),
                 ts,
                 out,
             )  # fmt: skip
-        elif s.overrun and value <= warn - s.limits.hysteresis_k:
-            s.overrun = False
-            self._clear(key, ts, out)
 
     def _set_level(
         self,
@@ -523,11 +538,13 @@ class RuleEngine:
 
     def _door(self, s: _SensorState, ts: float, value: float, out: list[Transition]) -> None:
         if value >= 0.5:
+            s.door_samples += 1
             if s.door_open_since is None:
                 s.door_open_since = ts
                 self._doors_open.add(s.sensor)
             self._door_check(s, ts, out)
         else:
+            s.door_samples = 0
             s.door_open_since = None
             self._doors_open.discard(s.sensor)
             if s.door_level:
@@ -535,7 +552,10 @@ class RuleEngine:
                 self._clear(f"{DOOR_OPEN}:{s.asset}", ts, out)
 
     def _door_check(self, s: _SensorState, now: float, out: list[Transition]) -> None:
-        if s.door_open_since is None:
+        # Devices that sample the door with their other readings (not on change) can
+        # catch two different openings in a row: a few consecutive open samples prove
+        # one opening that lasted.
+        if s.door_open_since is None or s.door_samples < DOOR_SAMPLES:
             return
         weight, weight_text = self._weight(s.store, now)
         open_s = now - s.door_open_since
@@ -580,6 +600,7 @@ class RuleEngine:
             s.fault_window_start, s.fault_count = ts, 0
         s.fault_count += 1
         s.last_fault_code = code
+        s.last_fault_ts = ts
         if s.fault_count >= FAULTS_TO_ALERT and not s.fault_active:
             s.fault_active = True
             self._fire(
@@ -713,13 +734,14 @@ class RuleEngine:
                 self._device_offline[index] = True
         elif state is None:
             return
-        elif c.kind == TEMPERATURE:
+        elif c.kind in (TEMPERATURE, DEFROST_OVERRUN):
             state.level = LEVELS.get(c.stage, 2)
             state.side = str(c.explanation.get("side", "high"))
             state.excursion_since = since
         elif c.kind == DOOR_OPEN:
             state.door_level = LEVELS.get(c.stage, 2)
             state.door_open_since = since
+            state.door_samples = DOOR_SAMPLES
             self._doors_open.add(state.sensor)
         elif c.kind == SENSOR_SILENT:
             state.silent = True
@@ -729,8 +751,6 @@ class RuleEngine:
         elif c.kind == SENSOR_FAULT:
             state.fault_active = True
             state.fault_window_start = since
-        elif c.kind == DEFROST_OVERRUN:
-            state.overrun = True
 
     def forget(self, key: str) -> None:
         """A person resolved the alert: drop the condition so it fires again if the
@@ -746,7 +766,7 @@ class RuleEngine:
             self.device_offline_fired.discard(c.device)
         elif state is None:
             return
-        elif c.kind == TEMPERATURE:
+        elif c.kind in (TEMPERATURE, DEFROST_OVERRUN):
             for other in self._by_asset.get(state.asset, []):
                 other.level = 0
         elif c.kind == DOOR_OPEN:
@@ -759,8 +779,6 @@ class RuleEngine:
         elif c.kind == SENSOR_FAULT:
             state.fault_active = False
             state.fault_count = 0
-        elif c.kind == DEFROST_OVERRUN:
-            state.overrun = False
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -818,9 +836,14 @@ def _spend(
     return acc
 
 
-def _hard(value: float, lim: Limits) -> tuple[str, float] | None:
-    if lim.hard_ceiling is not None and value >= lim.hard_ceiling:
-        return "high", lim.hard_ceiling
+def _hard(value: float, lim: Limits, *, defrosting: bool = False) -> tuple[str, float] | None:
+    ceiling = lim.hard_ceiling
+    if defrosting and ceiling is not None and lim.defrost_ceiling is not None:
+        # A low-temperature case's air normally peaks at -5..0 °C in a defrost (§C.3),
+        # above its -9 °C hard ceiling: during the defrost the ceiling is the defrost one.
+        ceiling = max(ceiling, lim.defrost_ceiling)
+    if ceiling is not None and value >= ceiling:
+        return "high", ceiling
     if lim.hard_floor is not None and value <= lim.hard_floor:
         return "low", lim.hard_floor
     return None
@@ -832,9 +855,9 @@ def _outside(value: float, lim: Limits, margin: float = 0.0) -> bool:
     return lim.warn_below is not None and value < lim.warn_below + margin
 
 
-def _near_high(value: float, lim: Limits) -> bool:
-    """Within 2 K of the warn limit (a rise far below it is a normal pull-up)."""
-    return lim.warn_above is not None and value >= lim.warn_above - 2.0
+def _near_high(value: float, lim: Limits, margin: float) -> bool:
+    """Within ``margin`` of the warn limit (a rise far below it is a normal pull-up)."""
+    return lim.warn_above is not None and value >= lim.warn_above - margin
 
 
 def _budget(spent: float, budget: float) -> str:

@@ -91,9 +91,13 @@ class Runner:
             [a.type for a in assets], self.rng, start_tod_s=self._tods(self.start_s)
         )
         for i, asset in enumerate(assets):
+            # Scenarios declare every defrost: rules only know scheduled ones (a unit with
+            # none declared does not defrost here, or every defrost would be an alarm).
             if asset.defrost is not None:
                 starts = [self._clock_s(t) for t in asset.defrost.times]
                 self.model.set_defrost_schedule(i, starts, asset.defrost.duration)
+            else:
+                self.model.set_defrost_schedule(i, [], 60.0)
         families = {f.name: f for f in devices.families()}
         self.sensors: list[_Sensor] = []
         for sensor in self.chain.sensors:

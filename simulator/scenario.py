@@ -166,9 +166,35 @@ class Scenario(_Model):
         return moment if moment.tzinfo else moment.replace(tzinfo=self.zone())
 
 
+# Defrost per asset type for generated assets: (defrosts a day, minutes, recovery minutes),
+# as the physics models them (simulator/units.py, research §C.3).
+DEFROSTS: dict[AssetType, tuple[int, int, int]] = {
+    AssetType.DAIRY_CASE: (3, 30, 30),
+    AssetType.MEAT_CASE: (4, 30, 30),
+    AssetType.PRODUCE_CASE: (2, 30, 30),
+    AssetType.FROZEN_CASE: (2, 40, 45),
+    AssetType.ICE_CREAM_CASE: (1, 45, 45),
+    AssetType.WALKIN_COOLER: (3, 30, 30),
+    AssetType.WALKIN_FREEZER: (4, 40, 50),
+    AssetType.PHARMACY_FRIDGE: (2, 20, 30),
+}
+
+
+def defrost_for(asset_type: AssetType, stagger: int) -> dict[str, Any]:
+    """Evenly spaced defrosts, shifted by ``stagger`` x 10 min as a rack controller does."""
+    per_day, minutes, recovery = DEFROSTS[asset_type]
+    spacing = 24 * 60 // per_day
+    offset = (stagger * 10) % spacing
+    times = [f"{(offset + k * spacing) // 60:02d}:{(offset + k * spacing) % 60:02d}"
+             for k in range(per_day)]  # fmt: skip
+    return {"times": times, "duration": f"{minutes}m", "recovery": f"{recovery}m"}
+
+
 def generate_chain(spec: Generate) -> dict[str, list[dict[str, Any]]]:
     """Stores with assets and one sensor per asset, families round-robin."""
-    stores, assets, sensors = [], [], []
+    stores: list[dict[str, Any]] = []
+    assets: list[dict[str, Any]] = []
+    sensors: list[dict[str, Any]] = []
     family_index = 0
     for n in range(spec.stores):
         store = f"{spec.prefix}{n + 1:03d}"
@@ -180,7 +206,8 @@ def generate_chain(spec: Generate) -> dict[str, list[dict[str, Any]]]:
                 asset = f"{store}-{asset_type.value.replace('_', '')}{k + 1}"
                 label = f"{asset_type.value.replace('_', ' ')} {k + 1}"
                 assets.append({"id": asset, "store": store, "type": asset_type.value,
-                               "name": label})  # fmt: skip
+                               "name": label,
+                               "defrost": defrost_for(asset_type, len(assets))})  # fmt: skip
                 family = spec.families[family_index % len(spec.families)]
                 family_index += 1
                 sensors.append({"id": default_sensor_id(family, asset), "asset": asset,

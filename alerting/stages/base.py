@@ -16,4 +16,6 @@ class StageContext:
     silences: list[dict[str, Any]]
     # Stores whose power came back recently (store -> when): their units are pulling down.
     recovering: dict[str, float] = field(default_factory=dict)
+    # Assets whose door alert cleared recently (asset -> when): the room is pulling down.
+    doors_closed: dict[str, float] = field(default_factory=dict)
     dropped: Counter[str] = field(default_factory=Counter)

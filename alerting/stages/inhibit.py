@@ -10,19 +10,32 @@ hold lasts :data:`RECOVERY_HOLD_S` longer; a unit still out of range after that 
 from __future__ import annotations
 
 from alerting.book import Alert
-from alerting.rules import STORE_OUTAGE
+from alerting.rules import DEFROST_OVERRUN, DOOR_OPEN, STORE_OUTAGE, TEMPERATURE
 from alerting.stages.base import StageContext
 
-# How long after a store outage its units' own alerts stay held. Too short and every unit
-# of a store that just got its power back pages its manager; too long and a unit that did
-# not restart goes unnoticed for that long.
-RECOVERY_HOLD_S = 90 * 60
+# How long after a store outage its units' own alerts stay held: research §C.7 gives 1-3 h
+# of pull-down when every compressor restarts at once (a frozen coffin is the slowest).
+# Too short and every unit of a store that just got its power back pages its manager; too
+# long and a unit that did not restart goes unnoticed for that long.
+RECOVERY_HOLD_S = 3 * 3600
+# After a door left open is closed, the room needs this long to pull down before its
+# temperature alert may page (research §C.4: a walk-in recovers within minutes to tens of
+# minutes once the door shuts). Too short pages for a problem that is already over.
+DOOR_RECOVERY_S = 30 * 60
 
 
 def inhibit(alerts: list[Alert], ctx: StageContext) -> list[Alert]:
-    """Drop alerts of stores in (or just after) an outage, but not the outage itself."""
+    """Drop alerts of stores in (or just after) an outage, but not the outage itself, and
+    an asset's temperature alert while its door is reported open (the door is the news)."""
     dark = {a.store for a in ctx.open_alerts if a.kind == STORE_OUTAGE}
     dark |= {store for store, at in ctx.recovering.items() if ctx.now - at < RECOVERY_HOLD_S}
-    kept = [a for a in alerts if a.kind == STORE_OUTAGE or a.store not in dark]
+    doors = {a.asset for a in ctx.open_alerts if a.kind == DOOR_OPEN}
+    doors |= {asset for asset, at in ctx.doors_closed.items() if ctx.now - at < DOOR_RECOVERY_S}
+    kept = [
+        a
+        for a in alerts
+        if (a.kind == STORE_OUTAGE or a.store not in dark)
+        and not (a.kind in (TEMPERATURE, DEFROST_OVERRUN) and a.asset in doors)
+    ]
     ctx.dropped["inhibited"] += len(alerts) - len(kept)
     return kept

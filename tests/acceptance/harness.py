@@ -58,9 +58,14 @@ class Run:
         tmp: Path,
         influx_settings: Settings,
         broker: Mosquitto,
+        *,
+        start: str | None = None,
         **settings: object,
     ) -> None:
         self.scenario = load_scenario(scenario)
+        if start is not None:  # the same story on another day
+            simulation = self.scenario.simulation.model_copy(update={"start": start})
+            self.scenario = self.scenario.model_copy(update={"simulation": simulation})
         self.zone = ZoneInfo(str(self.scenario.zone()))
         self.clock = ManualClock(self.scenario.start())
         # The fake provider stamps what it receives with the simulated time.

@@ -86,6 +86,6 @@ def test_backtest_replays_the_night(
              for line in lax.splitlines()[1:]]  # fmt: skip
     # 9 °C is crossed at 03:10 and 11 °C at 04:30; each budget is spent 35 min later. The
     # rising stage needs the 30-min moving average (which trails a 1.5 K/h ramp by ~0.75 K)
-    # within 2 K of the limit, 7 °C, at the close of a 30-min slope window: 02:20. It
-    # does not flap.
+    # within 2 K of the limit, 7 °C, at the close of a 30-min slope window: 02:20. It does
+    # not flap.
     assert fired == ["02:20 fire rising", "03:45 upgrade warning", "05:05 upgrade critical"]

@@ -178,7 +178,9 @@ def test_defrost_does_not_warn_but_a_defrost_that_does_not_end_does() -> None:
 def test_door_open_too_long() -> None:
     engine = _engine()
     start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
-    engine.observe("reading", _ms(start), sensor="dev1", quantity=Quantity.DOOR, value=1.0)
+    for minute in range(3):  # open at 10:00, still open at 10:01 and 10:02 (one opening)
+        at = _ms(start + timedelta(minutes=minute))
+        engine.observe("reading", at, sensor="dev1", quantity=Quantity.DOOR, value=1.0)
 
     def door_events(minutes: float) -> list[Transition]:
         events = engine.tick(_ms(start + timedelta(minutes=minutes)))
@@ -196,6 +198,16 @@ def test_door_open_too_long() -> None:
     assert [(t.action, t.condition.kind) for t in closed if t.condition.kind == DOOR_OPEN] == [
         ("clear", DOOR_OPEN)
     ]
+
+
+def test_two_openings_sampled_in_a_row_are_not_a_door_left_open() -> None:
+    """A busy door sampled every 5 min: open at 10:00 and 10:05 (two customers)."""
+    engine = _engine()
+    start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
+    for minute, value in ((0, 1.0), (5, 1.0), (10, 0.0), (15, 1.0)):
+        at = _ms(start + timedelta(minutes=minute))
+        events = engine.observe("reading", at, sensor="dev1", quantity=Quantity.DOOR, value=value)
+        assert [t for t in events if t.condition.kind == DOOR_OPEN] == []
 
 
 def test_faults_are_faults_not_excursions() -> None:
