@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages coldchain needs when their binaries are absent:
-# mosquitto (the MQTT broker) and influxdb (InfluxDB 1.x, for influxd).
-# Idempotent: does nothing when both binaries are found. Never starts system services:
+# mosquitto (the MQTT broker), influxdb (InfluxDB 1.x, for influxd) and nodejs (runs the
+# LoRaWAN codecs in the firmware tests).
+# Idempotent: does nothing when every binary is found. Never starts system services:
 # the tests and the demo start their own instances on free loopback ports.
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || need+=(influxdb)
+# Node.js runs the LoRaWAN payload codecs in tests/devices/test_firmware.py.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
