@@ -93,6 +93,10 @@ OUTAGE_GRACE_S = 2 * 60
 SPIKE_K_PER_MIN = 5.0
 # The next reading confirms a suspected jump when it is within this of it.
 SPIKE_CONFIRM_K = 2.0
+# During a defrost the hard limit is this far above the defrost ceiling. Too small and a
+# normal defrost peak with a door opening is "critical at once"; too large and a stuck
+# defrost is only caught by its budget.
+DEFROST_HARD_MARGIN_K = 3.0
 # Consecutive "open" samples before a door counts as left open (see _door_check). Too
 # few and busy doors sampled every 5 min look stuck open; too many delays the alert for
 # sensors that report slowly.
@@ -839,9 +843,11 @@ def _spend(
 def _hard(value: float, lim: Limits, *, defrosting: bool = False) -> tuple[str, float] | None:
     ceiling = lim.hard_ceiling
     if defrosting and ceiling is not None and lim.defrost_ceiling is not None:
-        # A low-temperature case's air normally peaks at -5..0 °C in a defrost (§C.3),
-        # above its -9 °C hard ceiling: during the defrost the ceiling is the defrost one.
-        ceiling = max(ceiling, lim.defrost_ceiling)
+        # Defrost air normally peaks near the defrost ceiling (LT cases at -5..0 °C, MT
+        # units +6-8 K, §C.3), above an LT case's -9 °C hard ceiling and close to a
+        # walk-in's: during a defrost the hard limit sits DEFROST_HARD_MARGIN_K above the
+        # defrost ceiling (whose own budget keeps counting).
+        ceiling = max(ceiling, lim.defrost_ceiling + DEFROST_HARD_MARGIN_K)
     if ceiling is not None and value >= ceiling:
         return "high", ceiling
     if lim.hard_floor is not None and value <= lim.hard_floor:

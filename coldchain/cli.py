@@ -194,6 +194,52 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a scenario against the broker (real time, accelerated, or flat out)."""
+    import time
+
+    from core.registry import Registry
+    from simulator.publisher import Publisher
+    from simulator.runner import Runner, StepReport, local_label
+    from simulator.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    if args.start == "auto":
+        scenario = scenario.shifted_to_end_before(datetime.now(UTC))
+    elif args.start != "scenario":
+        moved = scenario.simulation.model_copy(update={"start": args.start})
+        scenario = scenario.model_copy(update={"simulation": moved})
+    if args.seed_registry:
+        registry = Registry(settings.db)
+        counts = registry.import_chain(scenario.full_chain())
+        registry.close()
+        print(f"seeded {settings.db}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    speed = None if args.speed == "max" else float(args.speed)
+    publisher = Publisher(settings.mqtt, f"coldchain-sim-{scenario.name}"[:64])
+    publisher.connect()
+    zone = scenario.zone()
+    last = [0.0]
+
+    def progress(report: StepReport) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or report.events:
+            last[0] = now
+            events = f"  <- {', '.join(report.events)}" if report.events else ""
+            print(f"\r{local_label(report.sim_time, zone)} {runner.published:>9,} messages"
+                  f"{events}", end="\n" if events else "", flush=True)  # fmt: skip
+
+    runner = Runner(scenario, publisher.publish, speed=speed, on_step=progress)
+    print(f"scenario {scenario.name}: {len(runner.sensors)} sensors, "
+          f"{scenario.simulation.duration / 3600:g} h from {scenario.start():%Y-%m-%d %H:%M %Z}"
+          f", speed {args.speed}")  # fmt: skip
+    try:
+        runner.run()
+    finally:
+        publisher.disconnect()
+    print(f"\ndone: {runner.published:,} messages published")
+    return 0
+
+
 def cmd_demo(_args: argparse.Namespace, _settings: Settings) -> int:
     """Run the self-contained demo on private servers."""
     from coldchain.demo import run_demo
@@ -343,6 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", type=Path, help="chain-format YAML overriding stores/assets")
     p.set_defaults(handler=cmd_backtest)
     add("demo", cmd_demo, "run the self-contained demo on private Mosquitto and InfluxDB")
+    p = add("simulate", cmd_simulate, "publish a scenario's sensors over MQTT")
+    p.add_argument("--scenario", required=True, help="built-in name or a scenario YAML file")
+    p.add_argument("--speed", default="1", help="1 = real time, 600 = a day in 2.4 min, max")
+    p.add_argument("--seed-registry", action="store_true", help="import the scenario's chain")
+    p.add_argument(
+        "--start",
+        default="auto",
+        help="auto (default: moved by whole days to end before now, for a real-clock "
+        "ingester), scenario (as written), or an ISO time",
+    )
 
     _add_registry_commands(sub)
 

@@ -59,6 +59,9 @@ class DeviceSample:
     ts_ms: int
     values: Mapping[str | None, Mapping[Quantity, SampleValue]]
     seq: int | None = None
+    # IANA zone of a device whose payload carries local wall-clock time (Tasmota's Time
+    # with its Timezone set to the store's); None means UTC.
+    zone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,8 +229,9 @@ class Runner:
         ts_ms = round(now * 1000)
         for device, channels in samples.items():
             self.seq[device] += 1
-            sample = DeviceSample(device, ts_ms, channels, seq=self.seq[device])
             store = self.device_store[device]
+            zone = self.stores[store].timezone
+            sample = DeviceSample(device, ts_ms, channels, seq=self.seq[device], zone=zone)
             if store in self.network_down:
                 if self.network_down[store] and family_of[device].profile.has_timestamp:
                     self.buffered[store].append(sample)

@@ -19,6 +19,7 @@ the demo and the tests need no hand registration.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -146,6 +147,28 @@ class Scenario(_Model):
     def end(self) -> datetime:
         """The simulated end instant."""
         return self.start() + timedelta(seconds=self.simulation.duration)
+
+    def shifted_to_end_before(self, instant: datetime) -> Scenario:
+        """The same scenario moved by whole days to end at or before ``instant``.
+
+        Local times of day (the store closing, the 23:10 failure) stay as written; readings
+        then carry past timestamps an ingester running on the real clock accepts.
+        """
+        start, end = self.start(), self.end()
+        # Whole days back (or forward, for an old scenario) so the end lands in the day
+        # before ``instant``: inside ingest's plausibility window whenever it runs.
+        shift = timedelta(days=math.ceil((end - instant).total_seconds() / 86400))
+        if shift.days == 0:
+            return self
+        moved = (start - shift).isoformat()
+        simulation = self.simulation.model_copy(update={"start": moved})
+        timeline = [
+            e.model_copy(update={"at": (self.when(e) - shift).isoformat()})
+            if not (len(e.at.strip()) == 5 or e.at.strip().startswith("+"))
+            else e
+            for e in self.timeline
+        ]
+        return self.model_copy(update={"simulation": simulation, "timeline": timeline})
 
     def when(self, event: TimelineEvent) -> datetime:
         """The instant of an event."""

@@ -40,6 +40,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from core.types import Fault, FaultCode, Message, Quantity, Reading, sensor_id
 from devices.base import DecodeError, DeviceSample, Profile, Publish, check_value, parse_json_object
@@ -151,9 +152,10 @@ class TasmotaFamily:
                 check_value(sensor_id(device, key), Quantity.DOOR, raw, readings, faults)
 
     def encode(self, sample: DeviceSample) -> list[Publish]:
-        # Tasmota's Time is local; the simulator's devices run on UTC so the round trip
-        # can be checked (ingest then reads it in the store's zone).
-        clock = datetime.fromtimestamp(sample.ts_ms / 1000, UTC).replace(tzinfo=None)
+        # Tasmota's Time is local wall-clock time in the device's configured zone (the
+        # store's, in a real install and in the simulator); UTC when none is given.
+        zone = ZoneInfo(sample.zone) if sample.zone else UTC
+        clock = datetime.fromtimestamp(sample.ts_ms / 1000, zone).replace(tzinfo=None)
         time = clock.isoformat(timespec="seconds")
         sensor: dict[str, Any] = {"Time": time}
         state: dict[str, Any] = {}

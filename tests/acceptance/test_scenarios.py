@@ -150,3 +150,14 @@ def test_defrost_that_does_not_end_is_one_alert(
     assert first.clock == "05:30"  # the 04:00 defrost: 40 min + 50 min recovery
     assert "Congelador: el deshielo no termino" in first.body
     assert _alerts(run) == Counter({("defrost_overrun", "cc-s042-wif1"): 1})
+
+
+def test_normal_day_sends_nothing(
+    influx_settings: Settings, broker: Mosquitto, tmp_path: Path
+) -> None:
+    """50 stores, 250 units, 24 h of defrosts, door traffic and afternoon heat: silence."""
+    run = Run("normal-day", tmp_path, influx_settings, broker)
+    run.run()
+    assert run.runner.published > 70_000
+    assert run.sms() == []
+    assert _alerts(run) == Counter()
