@@ -15,6 +15,7 @@ from typing import Any
 BENCHMARKS = {
     "ingest": "bench.ingest",
     "alerting": "bench.alerting",
+    "simulate": "bench.simulate",
 }
 
 

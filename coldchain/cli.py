@@ -34,7 +34,7 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     # Libraries' per-request chatter would drown our own lines at INFO.
-    for noisy in ("httpx", "httpcore", "urllib3", "twilio.http_client"):
+    for noisy in ("httpx", "httpcore", "urllib3", "twilio.http_client", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -240,6 +240,50 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_api(_args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the REST API alone (acks go to the alert book; webhooks need alerting)."""
+    from api import ApiDeps, serve
+    from core.clock import SystemClock
+    from core.influx import connect
+    from core.metrics import Registry as MetricsRegistry
+    from core.registry import Registry
+
+    stop = threading.Event()
+    influx = connect(settings)
+    deps = ApiDeps(
+        settings=settings,
+        registry=Registry(settings.db),
+        influx=influx,
+        engine=None,
+        clock=SystemClock(),
+        metrics=MetricsRegistry(),
+    )
+    host, port = settings.api_host_port
+    server = threading.Thread(target=serve, args=(deps, host, port, stop), daemon=True)
+    server.start()
+    try:
+        wait_for_signal(stop)
+    finally:
+        stop.set()
+        server.join(30)
+        influx.close()
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    """Create an API key and print it (it is stored hashed; this is the only copy)."""
+    from api.cli import cmd_keys_create as create
+
+    return create(args, settings)
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the audit log's hash chain."""
+    from api.cli import cmd_audit_verify as verify
+
+    return verify(args, settings)
+
+
 def cmd_demo(_args: argparse.Namespace, _settings: Settings) -> int:
     """Run the self-contained demo on private servers."""
     from coldchain.demo import run_demo
@@ -389,6 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", type=Path, help="chain-format YAML overriding stores/assets")
     p.set_defaults(handler=cmd_backtest)
     add("demo", cmd_demo, "run the self-contained demo on private Mosquitto and InfluxDB")
+    add("api", cmd_api, "serve the REST API alone (until SIGTERM/SIGINT)")
+    keys = sub.add_parser("keys", help="API keys")
+    ksub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ksub.add_parser("create", help="create an API key and print it once")
+    p.add_argument("--role", required=True, choices=["admin", "technician", "manager", "oncall"])
+    p.add_argument("--store", action="append", help="store a manager key may see (repeat)")
+    p.add_argument("--name", default="", help="who or what the key is for")
+    p.set_defaults(handler=cmd_keys_create)
+    audit = sub.add_parser("audit", help="the tamper-evident audit log")
+    aud = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = aud.add_parser("verify", help="verify the hash chain (exit 1 if tampered)")
+    p.set_defaults(handler=cmd_audit_verify)
     p = add("simulate", cmd_simulate, "publish a scenario's sensors over MQTT")
     p.add_argument("--scenario", required=True, help="built-in name or a scenario YAML file")
     p.add_argument("--speed", default="1", help="1 = real time, 600 = a day in 2.4 min, max")

@@ -11,9 +11,14 @@ snapshot and rebuilds it when ``PRAGMA data_version`` says another connection co
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
+import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +29,7 @@ from pydantic import BaseModel
 
 from core import audit
 from core.chain import Asset, Chain, Contact, Policy, Sensor, Store
-from core.errors import NotFound
+from core.errors import NotFound, RegistryError
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -84,6 +89,12 @@ _MIGRATIONS: list[str] = [
         action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
         prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
     """,
+    # 3: API keys (only a hash of the secret is stored; see Registry.create_api_key)
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, stores TEXT NOT NULL,
+        hash TEXT NOT NULL, created_at REAL NOT NULL, revoked_at REAL);
+    """,
 ]
 
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a
@@ -132,6 +143,45 @@ class DeadLetter:
     topic: str
     payload: str
     detail: str
+
+
+# API key roles (DESIGN.md §3): admin does everything; technician writes the registry;
+# manager reads and acknowledges for its own stores only; oncall reads and acknowledges
+# for every store. The API enforces them (api/auth.py); the registry only stores them.
+ROLES = ("admin", "technician", "manager", "oncall")
+# Key = ``cc_<id>_<secret>``: the id finds the row (a primary-key lookup, so nothing about
+# the secret is learned from timing), the secret is 32 random bytes (256 bits) from
+# ``secrets``. Only sha256(secret) is stored. A slow KDF (bcrypt, argon2) exists to make
+# guessing *low-entropy passwords* from a stolen hash expensive; a 256-bit random secret
+# cannot be guessed at any speed, so a fast hash loses nothing and keeps authentication
+# of every request at microseconds.
+_KEY_ID_BYTES = 6
+_KEY_SECRET_BYTES = 32
+_KEY_PATTERN = re.compile(r"^cc_([0-9a-f]{12})_([A-Za-z0-9_\-]{43})$")
+# Compared against when the id is unknown, so both failures cost the same time.
+_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: never the secret, only who and what it is for."""
+
+    id: str
+    name: str
+    role: str
+    stores: tuple[str, ...]  # manager keys: the stores it may see; empty otherwise
+    created_at: float
+    revoked_at: float | None
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _stamp(at: float | None) -> float:
+    """The audit time of a change. Services pass their clock's time; the one-shot CLI
+    commands (the composition root itself) pass nothing and get the wall clock."""
+    return time.time() if at is None else at
 
 
 def payload_text(payload: bytes) -> str:
@@ -214,8 +264,21 @@ class Registry:
 
     # -- chain entities ---------------------------------------------------------------
 
-    def import_chain(self, chain: Chain) -> dict[str, int]:
-        """Upsert every entity of a chain file (idempotent). Returns counts per kind."""
+    def import_chain(
+        self, chain: Chain, *, actor: str = "cli", at: float | None = None
+    ) -> dict[str, int]:
+        """Upsert every entity of a chain file (idempotent). Returns counts per kind.
+
+        One audit entry records the import (the counts), not one per entity: an import of
+        thousands of sensors stays one fast transaction.
+        """
+        counts = {
+            "stores": len(chain.stores),
+            "assets": len(chain.assets),
+            "sensors": len(chain.sensors),
+            "contacts": len(chain.contacts),
+            "policies": len(chain.policies),
+        }
         with self.transaction(entities=True) as conn:
             for store in chain.stores:
                 conn.execute(
@@ -244,13 +307,11 @@ class Registry:
                     "ON CONFLICT(id) DO UPDATE SET doc=excluded.doc",
                     (policy.id, policy.model_dump_json()),
                 )
-        return {
-            "stores": len(chain.stores),
-            "assets": len(chain.assets),
-            "sensors": len(chain.sensors),
-            "contacts": len(chain.contacts),
-            "policies": len(chain.policies),
-        }
+            audit.append(
+                conn, at=_stamp(at), actor=actor, action="chain.import", subject="chain",
+                detail=counts,
+            )  # fmt: skip
+        return counts
 
     @staticmethod
     def _check_exists(conn: sqlite3.Connection, table: str, ident: str, what: str) -> None:
@@ -313,12 +374,30 @@ class Registry:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return self._docs(Sensor, f"SELECT doc FROM sensors {clause} ORDER BY id", args)
 
-    def add_sensor(self, sensor: Sensor) -> None:
-        """Register (or move, or re-calibrate) a sensor. History in InfluxDB is untouched."""
-        with self.transaction(entities=True) as conn:
-            self._upsert_sensor(conn, sensor)
+    def add_sensor(self, sensor: Sensor, *, actor: str = "cli", at: float | None = None) -> str:
+        """Register (or move, or re-calibrate, or reinstate) a sensor; audited.
 
-    def retire_sensor(self, sensor_id: str, at: float) -> None:
+        History in InfluxDB is untouched: points keep the tags they were written with, so
+        a moved sensor's old readings stay under its old asset and new ones go to the new.
+
+        Returns:
+            ``"created"``, ``"moved"`` or ``"updated"``.
+        """
+        with self.transaction(entities=True) as conn:
+            row = conn.execute("SELECT asset FROM sensors WHERE id=?", (sensor.id,)).fetchone()
+            self._upsert_sensor(conn, sensor)
+            change = "created" if row is None else "moved" if row[0] != sensor.asset else "updated"
+            detail: dict[str, Any] = sensor.model_dump(mode="json")
+            if change == "moved":
+                detail["from_asset"] = row[0]
+            action = {"created": "create", "moved": "move", "updated": "update"}[change]
+            audit.append(
+                conn, at=_stamp(at), actor=actor, action=f"sensor.{action}", subject=sensor.id,
+                detail=detail,
+            )  # fmt: skip
+        return change
+
+    def retire_sensor(self, sensor_id: str, at: float, *, actor: str = "cli") -> None:
         """Stop attributing a sensor's readings to its asset; keep its row and history."""
         with self.transaction(entities=True) as conn:
             cur = conn.execute(
@@ -327,6 +406,216 @@ class Registry:
             )
             if cur.rowcount == 0:
                 raise NotFound(f"unknown or already retired sensor {sensor_id!r}")
+            audit.append(conn, at=at, actor=actor, action="sensor.retire", subject=sensor_id)
+
+    def sensor(self, sensor_id: str) -> tuple[Sensor, float | None]:
+        """One sensor, retired or not, with when it was retired. Raises NotFound."""
+        rows = self.query("SELECT doc, retired_at FROM sensors WHERE id=?", (sensor_id,))
+        if not rows:
+            raise NotFound(f"unknown sensor {sensor_id!r}")
+        return Sensor.model_validate_json(rows[0]["doc"]), rows[0]["retired_at"]
+
+    def sensors_with_state(
+        self, *, assets: Iterable[str] | None = None, include_retired: bool = False
+    ) -> list[tuple[Sensor, float | None]]:
+        """Sensors (optionally of some assets) with their retirement time, by id."""
+        where = [] if include_retired else ["retired_at IS NULL"]
+        args: list[Any] = []
+        if assets is not None:
+            wanted = list(assets)
+            where.append(f"asset IN ({','.join('?' * len(wanted))})" if wanted else "0")
+            args.extend(wanted)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.query(f"SELECT doc, retired_at FROM sensors {clause} ORDER BY id", args)
+        return [(Sensor.model_validate_json(r["doc"]), r["retired_at"]) for r in rows]
+
+    # -- single-entity writes (the API), each audited in its own transaction ----------
+
+    def _upsert_doc(
+        self, table: str, model: BaseModel, ident: str, actor: str, at: float | None,
+        extra: dict[str, Any] | None = None, requires: tuple[str, str] | None = None,
+    ) -> bool:  # fmt: skip
+        """Insert or replace one ``(id, doc[, extra columns])`` row; True when created.
+
+        ``requires`` is a ``(table, id)`` that must exist, checked in the same transaction.
+        """
+        columns = {"id": ident, **(extra or {}), "doc": model.model_dump_json()}
+        names = ", ".join(columns)
+        marks = ", ".join("?" * len(columns))
+        updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c != "id")
+        with self.transaction(entities=True) as conn:
+            if requires is not None:
+                self._check_exists(conn, requires[0], requires[1], f"{table[:-1]} {ident}")
+            created = conn.execute(f"SELECT 1 FROM {table} WHERE id=?", (ident,)).fetchone() is None
+            conn.execute(
+                f"INSERT INTO {table}({names}) VALUES ({marks}) "
+                f"ON CONFLICT(id) DO UPDATE SET {updates}",
+                tuple(columns.values()),
+            )
+            kind = table[:-1] if table != "policies" else "policy"
+            audit.append(
+                conn, at=_stamp(at), actor=actor,
+                action=f"{kind}.{'create' if created else 'update'}", subject=ident,
+                detail=model.model_dump(mode="json"),
+            )  # fmt: skip
+        return created
+
+    def _delete(
+        self, table: str, ident: str, actor: str, at: float | None,
+        blockers: list[tuple[str, str]],
+    ) -> None:  # fmt: skip
+        """Delete one row unless a blocker query ``(sql, what)`` finds a reference."""
+        kind = table[:-1] if table != "policies" else "policy"
+        with self.transaction(entities=True) as conn:
+            self._check_exists(conn, table, ident, "delete")
+            for sql, what in blockers:
+                count = int(conn.execute(sql, (ident,)).fetchone()[0])
+                if count:
+                    raise RegistryError(f"{kind} {ident!r} is still used by {count} {what}")
+            conn.execute(f"DELETE FROM {table} WHERE id=?", (ident,))
+            audit.append(conn, at=_stamp(at), actor=actor, action=f"{kind}.delete", subject=ident)
+
+    def upsert_store(self, store: Store, *, actor: str = "cli", at: float | None = None) -> bool:
+        """Create or replace a store; True when created. Audited."""
+        return self._upsert_doc("stores", store, store.id, actor, at)
+
+    def delete_store(self, store_id: str, *, actor: str = "cli", at: float | None = None) -> None:
+        """Delete a store without assets. Raises NotFound, or RegistryError when in use."""
+        self._delete(
+            "stores", store_id, actor, at,
+            [("SELECT count(*) FROM assets WHERE store=?", "asset(s)")],
+        )  # fmt: skip
+
+    def upsert_asset(self, asset: Asset, *, actor: str = "cli", at: float | None = None) -> bool:
+        """Create or replace an asset (its store must exist); True when created. Audited."""
+        return self._upsert_doc(
+            "assets", asset, asset.id, actor, at, {"store": asset.store}, ("stores", asset.store)
+        )
+
+    def delete_asset(self, asset_id: str, *, actor: str = "cli", at: float | None = None) -> None:
+        """Delete an asset that never had sensors (retired ones keep their history's link)."""
+        self._delete(
+            "assets", asset_id, actor, at,
+            [("SELECT count(*) FROM sensors WHERE asset=?", "sensor(s), retired included")],
+        )  # fmt: skip
+
+    def contact(self, contact_id: str) -> Contact:
+        """One contact. Raises NotFound."""
+        found = self._docs(Contact, "SELECT doc FROM contacts WHERE id=?", (contact_id,))
+        if not found:
+            raise NotFound(f"unknown contact {contact_id!r}")
+        return found[0]
+
+    def upsert_contact(
+        self, contact: Contact, *, actor: str = "cli", at: float | None = None
+    ) -> bool:
+        """Create or replace a contact; True when created. Audited."""
+        return self._upsert_doc("contacts", contact, contact.id, actor, at)
+
+    def delete_contact(
+        self, contact_id: str, *, actor: str = "cli", at: float | None = None
+    ) -> None:
+        """Delete a contact (alerts already frozen keep their notification log)."""
+        self._delete("contacts", contact_id, actor, at, [])
+
+    def policy(self, policy_id: str) -> Policy:
+        """One escalation policy. Raises NotFound."""
+        found = self._docs(Policy, "SELECT doc FROM policies WHERE id=?", (policy_id,))
+        if not found:
+            raise NotFound(f"unknown policy {policy_id!r}")
+        return found[0]
+
+    def upsert_policy(self, policy: Policy, *, actor: str = "cli", at: float | None = None) -> bool:
+        """Create or replace a policy (open alerts keep their frozen copy). Audited."""
+        return self._upsert_doc("policies", policy, policy.id, actor, at)
+
+    def delete_policy(self, policy_id: str, *, actor: str = "cli", at: float | None = None) -> None:
+        """Delete a policy no store or asset names. Raises RegistryError when in use."""
+        self._delete(
+            "policies",
+            policy_id,
+            actor,
+            at,
+            [
+                ("SELECT count(*) FROM stores WHERE json_extract(doc, '$.policy')=?", "store(s)"),
+                ("SELECT count(*) FROM assets WHERE json_extract(doc, '$.policy')=?", "asset(s)"),
+            ],
+        )
+
+    # -- API keys -----------------------------------------------------------------------
+
+    def create_api_key(
+        self,
+        role: str,
+        stores: Iterable[str] = (),
+        name: str = "",
+        at: float | None = None,
+        *,
+        actor: str = "cli",
+    ) -> str:
+        """Create an API key and return it in full: the only time the secret exists.
+
+        Raises:
+            RegistryError: an unknown role, a manager key without stores, stores on a
+                role that is not scoped, or a store that does not exist.
+        """
+        scope = tuple(dict.fromkeys(stores))
+        if role not in ROLES:
+            raise RegistryError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+        if role == "manager" and not scope:
+            raise RegistryError("a manager key needs at least one store (--store S)")
+        if role != "manager" and scope:
+            raise RegistryError(f"only manager keys are scoped to stores, not {role!r} keys")
+        key_id = secrets.token_hex(_KEY_ID_BYTES)
+        secret = secrets.token_urlsafe(_KEY_SECRET_BYTES)
+        stamp = _stamp(at)
+        label = name.strip()[:80] or f"{role}-{key_id[:4]}"
+        with self.transaction() as conn:
+            for store in scope:
+                self._check_exists(conn, "stores", store, "api key")
+            conn.execute(
+                "INSERT INTO api_keys(id, name, role, stores, hash, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (key_id, label, role, json.dumps(list(scope)), _secret_hash(secret), stamp),
+            )
+            # Never the secret nor its hash: the audit log is readable at GET /audit.
+            audit.append(
+                conn, at=stamp, actor=actor, action="api_key.create", subject=f"key-{key_id}",
+                detail={"name": label, "role": role, "stores": list(scope)},
+            )  # fmt: skip
+        return f"cc_{key_id}_{secret}"
+
+    def api_key(self, token: str) -> ApiKey | None:
+        """The active key a bearer token stands for, or None (malformed, unknown, wrong
+        secret, revoked: callers must not tell these apart to the client)."""
+        match = _KEY_PATTERN.match(token)
+        if match is None:
+            return None
+        key_id, secret = match.groups()
+        rows = self.query("SELECT * FROM api_keys WHERE id=?", (key_id,))
+        stored = rows[0]["hash"] if rows else _DUMMY_HASH
+        if not hmac.compare_digest(_secret_hash(secret), stored) or not rows:
+            return None
+        key = _api_key(rows[0])
+        return key if key.revoked_at is None else None
+
+    def api_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first (no secrets exist to show)."""
+        return [_api_key(r) for r in self.query("SELECT * FROM api_keys ORDER BY created_at")]
+
+    def revoke_api_key(self, key_id: str, at: float | None = None, *, actor: str = "cli") -> None:
+        """Revoke a key at once. Raises NotFound when unknown or already revoked."""
+        stamp = _stamp(at)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
+                (stamp, key_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown or already revoked api key {key_id!r}")
+            audit.append(
+                conn, at=stamp, actor=actor, action="api_key.revoke", subject=f"key-{key_id}"
+            )
 
     def contacts(self) -> list[Contact]:
         """All contacts."""
@@ -479,3 +768,14 @@ class Registry:
         """Stored dead letters by reason."""
         rows = self.query("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason")
         return {r["reason"]: int(r["n"]) for r in rows}
+
+
+def _api_key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        role=row["role"],
+        stores=tuple(json.loads(row["stores"])),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )

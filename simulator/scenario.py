@@ -97,7 +97,7 @@ class SimulationSpec(_Model):
 class Generate(_Model):
     """Extra stores generated deterministically (large, fault-free background)."""
 
-    stores: int = Field(ge=1, le=2000)
+    stores: int = Field(ge=1, le=100_000)
     prefix: str = "g"
     country: str = "MX"
     timezone: str = "America/Mexico_City"

@@ -60,14 +60,14 @@ def test_run_stack_pages_on_a_hard_ceiling(
         time.sleep(0.3)
         pub = Publisher(settings.mqtt, "stack-pub")
         pub.connect()
-        pub.publish_many(_readings([3.0, 3.1, 11.5]))
+        pub.publish_many(_readings([3.0, 3.1, 11.5, 11.6]))  # the jump, confirmed
         pub.disconnect()
         wait_for(lambda: len(notifier.sent) == 1, 20, "one SMS")
     finally:
         stack.stop()
     [message] = notifier.sent
     assert message.to == "+525555550101"
-    assert "CRITICO Camara 11.5C (limite 10C)" in message.body
+    assert "CRITICO Camara 11.6C (limite 10C)" in message.body
     assert lines
     assert lines[0].startswith("SMS to +525555550101")
     alerts = Registry(settings.db).query("SELECT kind, state FROM alerts")
@@ -101,7 +101,7 @@ def test_split_ingest_and_alerting_processes(
         time.sleep(0.5)
         pub = Publisher(settings.mqtt, "split-pub")
         pub.connect()
-        pub.publish_many(_readings([3.0, 3.2, 12.0]))
+        pub.publish_many(_readings([3.0, 3.2, 12.0, 12.1]))  # the jump, confirmed
         pub.disconnect()
         wait_for(lambda: "SMS to +525555550101" in log.read_text(), 30, "the page")
     finally:
@@ -109,4 +109,4 @@ def test_split_ingest_and_alerting_processes(
             proc.terminate()
         codes = [proc.wait(30) for proc in procs]
     assert codes == [0, 0], log.read_text()[-3000:]
-    assert "CRITICO Camara 12C" in log.read_text()
+    assert "CRITICO Camara 12.1C" in log.read_text()

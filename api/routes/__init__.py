@@ -1,0 +1,1 @@
+"""The API's routers, one module per area; :func:`api.app.create_app` mounts them."""

@@ -1,0 +1,192 @@
+"""Twilio webhooks, signed by the local Twilio-compatible server with Twilio's own
+algorithm, arriving through a "reverse proxy": Twilio calls ``PUBLIC_URL``, the app listens
+on 127.0.0.1, and signatures must be checked against the public URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from alerting.notifiers.twilio import TwilioNotifier
+from core.clock import ManualClock
+from core.influx import InfluxV1
+from core.settings import Settings
+from tests.api.conftest import PUBLIC_URL, TWILIO_SID, TWILIO_TOKEN, Api, api_settings
+from tests.fakes.twilio_server import FakeTwilioServer
+
+pytestmark = pytest.mark.integration
+
+FROM = "+15005550006"
+SMS_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/sms"
+STATUS_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/status"
+VOICE_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/voice"
+
+
+class ReverseProxy(httpx.BaseTransport):
+    """Sends requests for the public URL to the app's local address, as a proxy would."""
+
+    def __init__(self, local_url: str) -> None:
+        self.local = httpx.URL(local_url)
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(
+            scheme=self.local.scheme, host=self.local.host, port=self.local.port
+        )
+        request.headers["Host"] = f"{self.local.host}:{self.local.port}"
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilioServer]:
+    with FakeTwilioServer(TWILIO_SID, TWILIO_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def paged(
+    influx_settings: Settings, influx: InfluxV1, clock: ManualClock, twilio: FakeTwilioServer
+) -> Iterator[tuple[Api, httpx.Client]]:
+    """The API with an engine that pages through the fake Twilio, and a proxied client."""
+    notifier = TwilioNotifier(TWILIO_SID, TWILIO_TOKEN, FROM, base_url=twilio.url)
+    api = Api(api_settings(influx_settings), influx, clock, notifier)
+    proxy = httpx.Client(transport=ReverseProxy(api.server.url), timeout=15)
+    try:
+        yield api, proxy
+    finally:
+        proxy.close()
+        api.close()
+
+
+def test_a_forged_sms_is_refused_and_a_signed_one_acknowledges(
+    paged: tuple[Api, httpx.Client], twilio: FakeTwilioServer
+) -> None:
+    api, proxy = paged
+    api.minutes(1, wic1=11.0)
+    [page] = twilio.messages
+    assert page.to == "+50255550101"
+    alert = api.open_alert("s042")
+    code = api.client("admin").get(f"/api/v1/alerts/{alert}").json()["ack_code"]
+    forged = twilio.send_inbound_sms(
+        SMS_URL, "+50255550101", FROM, f"OK {code}", http=proxy, auth_token="not-the-token"
+    )
+    assert forged.status == 403
+    unsigned = proxy.post(SMS_URL, data={"From": "+50255550101", "Body": f"OK {code}"})
+    assert unsigned.status_code == 403
+    # Signed for the address uvicorn sees, not the one Twilio calls: refused too.
+    local = twilio.send_inbound_sms(
+        f"{api.server.url}/api/v1/webhooks/twilio/sms", "+50255550101", FROM, f"OK {code}"
+    )
+    assert local.status == 403
+    assert api.engine is not None
+    assert api.engine.book.get(alert).state == "firing"
+
+    reply = twilio.send_inbound_sms(
+        SMS_URL, "+50255550101", FROM, f"ok {code} ya voy", http=proxy,
+        extra={"FromCountry": "GT"},  # Twilio adds fields without notice
+    )  # fmt: skip
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/xml")
+    assert reply.body == (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Response><Message>Alerta {code} reconocida por Ana Lopez. Gracias.</Message>"
+        "</Response>"
+    )
+    acked = api.engine.book.get(alert)
+    assert (acked.state, acked.ack_via, acked.acked_by, acked.ack_note) == (
+        "acknowledged",
+        "sms",
+        "ana",
+        "ya voy",
+    )
+    api.minutes(60, wic1=11.0)
+    assert len(twilio.messages) == 1  # nothing more after the ack
+
+
+def test_status_callbacks_update_delivery(
+    paged: tuple[Api, httpx.Client], twilio: FakeTwilioServer
+) -> None:
+    api, proxy = paged
+    api.minutes(1, wic1=11.0)
+    [page] = twilio.messages
+    assert page.sid is not None
+    assert page.status_callback == STATUS_URL  # the engine's callback uses the public URL
+    forged = twilio.send_status_callback(
+        page.sid, "delivered", STATUS_URL, http=proxy, auth_token="x"
+    )
+    assert forged.status == 403
+    answer = twilio.send_status_callback(page.sid, "delivered", STATUS_URL, http=proxy)
+    assert (answer.status, answer.body) == (204, "")
+    assert api.engine is not None
+    [note] = api.engine.book.notifications(alert_id=api.open_alert("s042"))
+    assert note.status == "delivered"
+    unknown = twilio.send_status_callback(
+        "SM" + "f" * 32, "failed", STATUS_URL, 30003, to="+1", from_=FROM, http=proxy
+    )
+    assert unknown.status == 204  # valid signature: always 204, even for a SID we never sent
+
+
+def test_a_keypad_ack_on_an_alert_call(
+    paged: tuple[Api, httpx.Client], twilio: FakeTwilioServer
+) -> None:
+    api, proxy = paged
+    contact = api.client("technician").get("/api/v1/contacts/ana").json()
+    voice = {**contact, "channel": "voice"}
+    assert api.client("technician").put("/api/v1/contacts/ana", json=voice).status_code == 200
+    assert api.engine is not None
+    assert api.engine.reload_if_changed()  # the engine sees the API's change
+    api.minutes(1, wic1=11.0)
+    [call] = twilio.calls
+    assert call.to == "+50255550101"
+    assert call.sid is not None
+    assert VOICE_URL in (call.twiml or "")
+    alert = api.open_alert("s042")
+    code = api.client("admin").get(f"/api/v1/alerts/{alert}").json()["ack_code"]
+    assert twilio.send_gather(VOICE_URL, call.sid, code, http=proxy, auth_token="x").status == 403
+    wrong = twilio.send_gather(VOICE_URL, call.sid, "0000", http=proxy)
+    assert wrong.status == 200
+    assert "no encontrado" in wrong.body
+    answer = twilio.send_gather(VOICE_URL, call.sid, code, http=proxy)
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/xml")
+    assert f"Alerta {code} reconocida por Ana Lopez" in answer.body
+    assert "<Say" in answer.body
+    acked = api.engine.book.get(alert)
+    assert (acked.state, acked.ack_via, acked.acked_by) == ("acknowledged", "voice", "ana")
+
+
+def test_webhooks_without_a_token_or_an_engine_answer_503(
+    influx_settings: Settings, influx: InfluxV1, clock: ManualClock, twilio: FakeTwilioServer
+) -> None:
+    unconfigured = Api(influx_settings.model_copy(update={"public_url": PUBLIC_URL}), influx, clock)
+    try:
+        response = unconfigured.anonymous.post(
+            "/api/v1/webhooks/twilio/sms", data={"From": "+1", "Body": "OK 1234"}
+        )
+        assert response.status_code == 503
+        assert "TWILIO_AUTH_TOKEN" in response.json()["detail"]
+    finally:
+        unconfigured.close()
+    no_public = Api(
+        api_settings(influx_settings).model_copy(update={"public_url": None}), influx, clock
+    )
+    try:
+        response = no_public.anonymous.post("/api/v1/webhooks/twilio/status", data={})
+        assert response.status_code == 503
+        assert "COLDCHAIN_PUBLIC_URL" in response.json()["detail"]
+    finally:
+        no_public.close()
+    no_engine = Api(api_settings(influx_settings), influx, clock, with_engine=False)
+    proxy = httpx.Client(transport=ReverseProxy(no_engine.server.url), timeout=15)
+    try:
+        reply = twilio.send_inbound_sms(SMS_URL, "+50255550101", FROM, "OK 1234", http=proxy)
+        assert reply.status == 503
+        assert "alerting engine" in reply.body
+    finally:
+        proxy.close()
+        no_engine.close()
