@@ -192,6 +192,15 @@ class AlertBook:
         )
         return [_alert(r) for r in rows]
 
+    def overlapping(self, store: str, start: float, end: float) -> list[Alert]:
+        """A store's alerts open at any moment of ``[start, end)``, oldest first."""
+        rows = self.registry.query(
+            "SELECT * FROM alerts WHERE store=? AND opened_at < ? "
+            "AND (resolved_at IS NULL OR resolved_at >= ?) ORDER BY opened_at",
+            (store, end, start),
+        )
+        return [_alert(r) for r in rows]
+
     def due(self, now: float) -> list[Alert]:
         """Firing alerts whose next step is due, and acknowledged ones whose ack expired."""
         rows = self.registry.query(

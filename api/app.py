@@ -32,7 +32,7 @@ from alerting.book import AlertBook
 from api import errors
 from api.auth import CHALLENGE, INVALID, authenticate
 from api.context import ApiDeps, ApiStats, Context
-from api.routes import alerts, health, operations, readings, registry, webhooks
+from api.routes import alerts, health, operations, readings, registry, reports, webhooks
 from core.metrics import Registry as MetricsRegistry
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     errors.install(app)
     app.add_middleware(_Gate, context=context)
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (registry, alerts, readings, operations, webhooks):
+    for module in (registry, alerts, readings, reports, operations, webhooks):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)

@@ -77,7 +77,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a NaN limit compares false with every reading, so a threshold
+    # of NaN (or an infinite offset) would silently disable an alarm.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _parse_clock(text: str) -> time:
@@ -178,6 +180,18 @@ class Store(_Model):
     calendar: list[CalendarDay] = Field(default_factory=list)
     policy: str | None = None
     thresholds: dict[AssetType, Thresholds] = Field(default_factory=dict)
+    # Local times the HACCP record shows each unit's reading at (the manual check rounds
+    # a continuous sensor replaces; WHO asks for pharmacy fridges twice a day).
+    check_times: list[str] = Field(default_factory=lambda: ["08:00", "20:00"], max_length=24)
+
+    @field_validator("check_times")
+    @classmethod
+    def _check_times(cls, value: list[str]) -> list[str]:
+        for text in value:
+            if text == "24:00":
+                raise ValueError("24:00 is not a check time (use 00:00 or 23:59)")
+            _parse_clock(text)
+        return sorted(set(value))
 
     @field_validator("timezone")
     @classmethod

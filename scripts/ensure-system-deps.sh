@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages coldchain needs when their binaries are absent:
-# mosquitto (the MQTT broker), influxdb (InfluxDB 1.x, for influxd) and nodejs (runs the
-# LoRaWAN codecs in the firmware tests).
+# mosquitto (the MQTT broker), influxdb (InfluxDB 1.x, for influxd), nodejs (runs the
+# LoRaWAN codecs in the firmware tests) and chromium (renders the HACCP report headless).
 # Idempotent: does nothing when every binary is found. Never starts system services:
 # the tests and the demo start their own instances on free loopback ports.
 set -euo pipefail
@@ -11,6 +11,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || need+=(influxdb)
 # Node.js runs the LoRaWAN payload codecs in tests/devices/test_firmware.py.
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+# Headless Chromium renders the HTML HACCP report to a screenshot (tests/reports).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
