@@ -22,9 +22,11 @@ from reports.render import to_csv, to_html
 
 router = APIRouter(tags=["reports"])
 
-# The oldest day a report may ask for. InfluxDB keeps nothing older than the epoch, and
-# a date far in the past only makes the query scan for nothing.
+# The days a report may ask for. InfluxDB keeps nothing older than the epoch, and a date
+# far in the past only makes the query scan for nothing; the far end keeps date arithmetic
+# (the next midnight of 9999-12-31) from overflowing. Future days are refused later.
 EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2200, 1, 1)
 
 
 class ReportFormat(StrEnum):
@@ -61,8 +63,8 @@ def haccp(
     their notes. A day still running is reported up to now (``complete`` is false).
     """
     who.check_store(store)
-    if day < EARLIEST_DAY:
-        raise Unprocessable(["query", "date"], f"must be {EARLIEST_DAY} or later")
+    if not EARLIEST_DAY <= day < LATEST_DAY:
+        raise Unprocessable(["query", "date"], f"must be between {EARLIEST_DAY} and {LATEST_DAY}")
     deps = ctx.deps
     try:
         result = build_report(
