@@ -392,8 +392,7 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
             f"{len(chain.policies)} policies)"
         )
     else:
-        safe = settings.model_dump(exclude={"influx_token", "influx_password", "twilio_auth_token"})
-        print(json.dumps(safe, indent=2, default=str))
+        print(json.dumps(settings.redacted(), indent=2, default=str))
     return 0
 
 

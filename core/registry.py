@@ -222,13 +222,18 @@ class Registry:
     # -- plumbing ---------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+        # The version is read inside the write transaction: processes starting together on
+        # an older registry (split mode under systemd) take turns, and each migration runs
+        # once; a process that waited finds it done.
+        while True:
             with self.transaction():
-                for statement in script.split(";"):
+                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                if version >= len(_MIGRATIONS):
+                    return
+                for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version={number}")
+                self._conn.execute(f"PRAGMA user_version={version + 1}")
 
     @contextmanager
     def transaction(self, *, entities: bool = False) -> Iterator[sqlite3.Connection]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -143,6 +143,20 @@ class Settings(BaseModel):
         """``api_bind`` split into host and port."""
         host, _, port = self.api_bind.rpartition(":")
         return host, int(port)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings to show a person: every secret, and the MQTT password inside
+        ``mqtt_url``, replaced by ``***`` (set) or None (unset)."""
+        shown = self.model_dump()
+        for name, value in shown.items():
+            if isinstance(value, SecretStr):
+                shown[name] = "***"
+        parts = urlsplit(self.mqtt_url)
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            user = parts.netloc.rpartition("@")[0].partition(":")[0]
+            shown["mqtt_url"] = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        return shown
 
     @property
     def twilio_configured(self) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from coldchain.cli import main
 from core.errors import ConfigError
 from core.settings import load_settings
 
@@ -65,3 +67,18 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
     config.write_text("mqtt_uri: mqtt://x\n")
     with pytest.raises(ConfigError, match="mqtt_uri: unknown setting"):
         load_settings(env={}, config_file=config)
+
+
+def test_config_check_shows_no_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "hunter2-very-secret"
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", secret)
+    monkeypatch.setenv("COLDCHAIN_INFLUX_PASSWORD", secret)
+    monkeypatch.setenv("COLDCHAIN_MQTT_URL", f"mqtts://coldchain:{secret}@broker.example.com:8883")
+    assert main(["config", "check"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["mqtt_url"] == "mqtts://coldchain:***@broker.example.com:8883"
+    assert (shown["twilio_auth_token"], shown["influx_password"]) == ("***", "***")
+    assert shown["influx_token"] is None
+    assert secret not in json.dumps(shown)
