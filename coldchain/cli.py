@@ -284,11 +284,14 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return verify(args, settings)
 
 
-def cmd_demo(_args: argparse.Namespace, _settings: Settings) -> int:
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Run the self-contained demo on private servers."""
     from coldchain.demo import run_demo
 
-    return run_demo()
+    return run_demo(
+        out_dir=args.out, keep_running=args.keep_running, phone=args.phone,
+        base_settings=settings,
+    )  # fmt: skip
 
 
 # -- registry tools -------------------------------------------------------------------
@@ -431,7 +434,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", required=True, help="ISO time (store local if no zone)")
     p.add_argument("--rules", type=Path, help="chain-format YAML overriding stores/assets")
     p.set_defaults(handler=cmd_backtest)
-    add("demo", cmd_demo, "run the self-contained demo on private Mosquitto and InfluxDB")
+    p = add("demo", cmd_demo, "the San Pedro night, narrated, on private Mosquitto and InfluxDB")
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="keep the stack and its API up after the night, until Ctrl-C",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-output"),
+        help="where the HACCP record files go (default ./demo-output)",
+    )
+    p.add_argument("--phone", help="with Twilio credentials set: send every page to this "
+                   "E.164 number by real SMS (the scenario's numbers are fictitious)")  # fmt: skip
     add("api", cmd_api, "serve the REST API alone (until SIGTERM/SIGINT)")
     keys = sub.add_parser("keys", help="API keys")
     ksub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
