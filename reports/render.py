@@ -110,6 +110,8 @@ def _who(ident: str | None, name: str | None, via: str | None) -> str:
     """``NOC Guatemala (noc, sms)``: the person, and the id and channel the log holds."""
     if not ident:
         return ""
+    if ident == "coldchain":  # the engine itself: the readings came back in range
+        return "coldchain (back in range)"
     detail = ", ".join(p for p in (ident if name else None, via) if p)
     return f"{name or ident} ({detail})" if detail else (name or ident)
 
@@ -362,7 +364,7 @@ def _chart(asset: AssetDay, day: HaccpDay, zone: ZoneInfo) -> str:
         svg.append(
             f'<line x1="{x(ts):.1f}" x2="{x(ts):.1f}" y1="{top}" y2="{height - bottom}" '
             f'stroke="#f0f0f0"/><text x="{x(ts):.1f}" y="{height - 8}" font-size="10" '
-            f'text-anchor="middle" fill="#666">{label}</text>'
+            f'text-anchor="{"end" if h == hours else "middle"}" fill="#666">{label}</text>'
         )
     for limit in bounds:
         svg.append(
