@@ -407,6 +407,45 @@ class AlertBook:
                 detail={"reason": reason},
             )  # fmt: skip
 
+    def fail(
+        self,
+        note: Notification,
+        at: float,
+        *,
+        error: str,
+        status: str = "failed",
+        attempt: bool = True,
+    ) -> None:
+        """A delivery that will not happen: mark it and audit it on each of its alerts."""
+        with self.registry.transaction() as conn:
+            conn.execute(
+                "UPDATE notifications SET status=?, error=?, attempts=attempts+?, updated_at=? "
+                "WHERE id=?",
+                (status, error, 1 if attempt else 0, at, note.id),
+            )
+            for alert_id in note.alert_ids:
+                audit.append(
+                    conn, at=at, actor="coldchain", action="notification.failed",
+                    subject=alert_id,
+                    detail={"notification": note.id, "contact": note.contact,
+                            "channel": note.channel, "purpose": note.purpose,
+                            "attempts": note.attempts + (1 if attempt else 0),
+                            "status": status, "error": error},
+                )  # fmt: skip
+
+    def fallback(self, failed: Notification, at: float, page: Page) -> int:
+        """The message ``failed`` could not deliver, to another contact (pending, audited)."""
+        with self.registry.transaction() as conn:
+            [nid] = _insert_pages(conn, failed.alert_ids, None, "fallback", [page], at)
+            for alert_id in failed.alert_ids:
+                audit.append(
+                    conn, at=at, actor="coldchain", action="notification.fallback",
+                    subject=alert_id,
+                    detail={"failed": failed.id, "from": failed.contact, "to": page.contact,
+                            "notification": nid},
+                )  # fmt: skip
+        return nid
+
     def mark(
         self,
         notification_id: int,

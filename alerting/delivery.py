@@ -4,7 +4,8 @@ The engine never waits on a provider. It commits notifications as ``pending`` an
 their ids here. For each one: send; on :class:`NotifyTemporary` retry with backoff up to
 :data:`MAX_ATTEMPTS`; on :class:`NotifyRejected`, :class:`NotifyConfigError` or retries
 exhausted, mark it failed and call ``on_failed`` so the engine can fall back to the next
-contact. Every outcome is stored on the notification and counted: nothing fails silently.
+contact. Every outcome is stored on the notification and counted, and every failure is an
+audit entry on its alerts: nothing fails silently.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 # a carrier hiccup costs a page; too many and a dead route delays the fall-back contact.
 MAX_ATTEMPTS = 3
 RETRY_DELAYS_S = (5.0, 30.0)
+# A provider's Retry-After is honoured up to this long. Too low and a throttled account is
+# hammered (and stays throttled); too high and one throttled answer holds a critical page
+# for as long as the provider cares to say, instead of falling back to the next contact.
+MAX_RETRY_AFTER_S = 60.0
 
 
 class Delivery:
@@ -61,7 +66,8 @@ class Delivery:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._busy = False
-        self.retry_delays_s = RETRY_DELAYS_S
+        self.retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S
+        self.max_retry_after_s = MAX_RETRY_AFTER_S
 
     def start(self) -> None:
         """Start the thread and resume notifications left pending by a previous run."""
@@ -136,7 +142,9 @@ class Delivery:
             if attempts < MAX_ATTEMPTS:
                 self.book.mark(note.id, now, status="pending", error=str(exc), attempt=True)
                 delays = self.retry_delays_s
-                delay = exc.retry_after or delays[min(attempts - 1, len(delays) - 1)]
+                delay = delays[min(attempts - 1, len(delays) - 1)]
+                if exc.retry_after is not None:
+                    delay = min(exc.retry_after, self.max_retry_after_s)
                 self.sent.inc(self.notifier.name, "retry")
                 self.submit(note.id, delay)
                 return
@@ -156,7 +164,7 @@ class Delivery:
         self._fail(note, now, problem)
 
     def _fail(self, note: Notification, now: float, error: str) -> None:
-        self.book.mark(note.id, now, status="failed", error=error[:300], attempt=True)
+        self.book.fail(note, now, error=error[:300], attempt=True)
         self.sent.inc(self.notifier.name, "failed")
         log.warning("notification %s to %s failed: %s", note.id, note.contact, error[:200])
         self.on_failed(note, error)

@@ -162,7 +162,9 @@ class AlertingEngine:
         self.asset_policy = {a.id: a.policy for a in assets}
         self.contacts: list[Contact] = self.registry.contacts()
         self.policies: dict[str, Policy] = {p.id: p for p in self.registry.policies()}
+        previous = self.rules
         self.rules = RuleEngine(self.stores.values(), assets, self.registry.sensors())
+        self.rules.adopt_learned(previous)
         for alert in self.book.alerts(open_only=True, limit=100_000):
             self.rules.restore(_condition_of(alert))
 
@@ -304,7 +306,10 @@ class AlertingEngine:
         new_pages = []
         for contact, channel in recipients:
             lang = messages.language(contact.language or store.language)
-            body = messages.page(store.name, [self._text(alert)], lang, store.timezone, level)
+            body = messages.page(
+                store.name, [self._text(alert)], lang, store.timezone, level,
+                acked=alert.state == ACKNOWLEDGED,
+            )  # fmt: skip
             new_pages.append(Page(contact.id, contact.phone, channel, lang, body, store.id))
         ids = self.book.advance(
             alert,
@@ -429,8 +434,7 @@ class AlertingEngine:
                 page = Page(backup.id, backup.phone, backup.channel,
                             messages.language(backup.language or note.language), note.body,
                             note.store)  # fmt: skip
-                for nid in self.book.add_notifications(note.alert_ids, now, "fallback", [page]):
-                    self.delivery.submit(nid)
+                self.delivery.submit(self.book.fallback(note, now, page))
                 self.stats.fallbacks.inc("next_contact")
                 return
             for alert in alerts:
@@ -492,7 +496,7 @@ class AlertingEngine:
         order = ["pending", "sent", "delivered"]
         if status in ("failed", "undelivered"):
             if note.status not in ("failed", "undelivered"):
-                self.book.mark(note.id, self.clock.time(), status=status,
+                self.book.fail(note, self.clock.time(), status=status, attempt=False,
                                error=f"provider status {status} ({error_code})")  # fmt: skip
                 self._on_failed(note, f"{status} {error_code or ''}".strip())
             return True

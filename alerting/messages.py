@@ -20,6 +20,7 @@ _T: dict[str, dict[str, str]] = {
     "es": {
         "reply": "Responda OK {code}",
         "escalated": "Sin respuesta (nivel {level})",
+        "unresolved": "Reconocida y sin resolver (nivel {level})",
         "alerts": "{n} alertas",
         "temp_high": "{asset} {value}C (limite {limit}C) desde {since}",
         "temp_low": "{asset} {value}C (minimo {limit}C) desde {since}",
@@ -49,6 +50,7 @@ _T: dict[str, dict[str, str]] = {
     "pt": {
         "reply": "Responda OK {code}",
         "escalated": "Sem resposta (nivel {level})",
+        "unresolved": "Reconhecido e sem solucao (nivel {level})",
         "alerts": "{n} alertas",
         "temp_high": "{asset} {value}C (limite {limit}C) desde {since}",
         "temp_low": "{asset} {value}C (minimo {limit}C) desde {since}",
@@ -78,6 +80,7 @@ _T: dict[str, dict[str, str]] = {
     "en": {
         "reply": "Reply OK {code}",
         "escalated": "No answer (level {level})",
+        "unresolved": "Acknowledged, not resolved (level {level})",
         "alerts": "{n} alerts",
         "temp_high": "{asset} {value}C (limit {limit}C) since {since}",
         "temp_low": "{asset} {value}C (minimum {limit}C) since {since}",
@@ -106,11 +109,14 @@ _T: dict[str, dict[str, str]] = {
 
 _FAULT_NAMES = {
     "es": {"power_on_reset": "85C de arranque", "disconnected": "desconectado",
-           "nan": "lectura invalida", "null": "sin lectura", "absent_probe": "sonda ausente"},
+           "nan": "lectura invalida", "null": "sin lectura", "absent_probe": "sonda ausente",
+           "stuck": "valor congelado"},
     "pt": {"power_on_reset": "85C de partida", "disconnected": "desconectado",
-           "nan": "leitura invalida", "null": "sem leitura", "absent_probe": "sonda ausente"},
+           "nan": "leitura invalida", "null": "sem leitura", "absent_probe": "sonda ausente",
+           "stuck": "valor travado"},
     "en": {"power_on_reset": "85C power-on value", "disconnected": "disconnected",
-           "nan": "invalid reading", "null": "no reading", "absent_probe": "probe absent"},
+           "nan": "invalid reading", "null": "no reading", "absent_probe": "probe absent",
+           "stuck": "stuck value"},
 }  # fmt: skip
 
 
@@ -183,12 +189,24 @@ def describe(alert: AlertText, lang: str, zone: str) -> str:
     return t[kind].format(**fields)
 
 
-def page(store_name: str, alerts: Sequence[AlertText], lang: str, zone: str, level: int = 0) -> str:
-    """The escalation message for one or more alerts of one store."""
+def page(
+    store_name: str,
+    alerts: Sequence[AlertText],
+    lang: str,
+    zone: str,
+    level: int = 0,
+    *,
+    acked: bool = False,
+) -> str:
+    """The escalation message for one or more alerts of one store.
+
+    ``acked``: someone acknowledged, but the acknowledgement expired with the problem still
+    there (the next level must not read "no answer": somebody did answer).
+    """
     t = _T[language(lang)]
     head = f"COLDCHAIN {store_name}"
     if level > 0:
-        head += f" - {t['escalated'].format(level=level + 1)}"
+        head += f" - {t['unresolved' if acked else 'escalated'].format(level=level + 1)}"
     if len(alerts) == 1:
         alert = alerts[0]
         body = f"{head}: {describe(alert, lang, zone)}. {t['reply'].format(code=alert.code)}"

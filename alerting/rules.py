@@ -21,8 +21,13 @@ Temperature rules (DESIGN.md §4, docs/design/alerting.md):
   forgiven at the rate it was spent; clearing also needs ``clear_hold_s`` back in range;
 - during a scheduled defrost and its recovery, warn does not accumulate and the critical
   limit is raised to the defrost ceiling (research §B.6: MT 10 °C, LT -5 °C); the hard
-  ceiling never moves; a unit still above its warn limit when the recovery ends raises
-  ``defrost_overrun``;
+  limit rises to the defrost ceiling + 3 K only; a unit still above its warn limit when
+  the recovery ends raises ``defrost_overrun``;
+- an asset without a declared schedule gets the same treatment in *learned* windows: rises
+  of 3 K or more lasting 20-45 min that began at the same time of day on two earlier days
+  and never became an alert (the alert's explanation names the learned window);
+- a probe whose readings stay within 0.01 K for 90 min is stuck: ``sensor_fault`` with
+  code ``stuck`` (a working probe in a cycling unit never is);
 - a sustained rise faster than the profile's rate, near the limit and outside defrost, is
   an early *rising* stage of the same temperature problem.
 """
@@ -32,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -103,6 +108,51 @@ DEFROST_HARD_MARGIN_K = 3.0
 DOOR_SAMPLES = 3
 # Battery hysteresis: clear only this far above the low limit.
 BATTERY_HYSTERESIS_PCT = 5.0
+# Stuck probe: readings that stay within STUCK_TOLERANCE_K of one value for STUCK_AFTER_S
+# (and at least STUCK_MIN_READINGS readings) are a sensor fault. A working air probe in a
+# refrigerated unit moves by >= 0.5 K within an hour (compressor cycling, doors, defrost:
+# research §C.2, §C.8), and any real change crosses a probe's resolution (0.0625 K for a
+# DS18B20, 0.1 K for most LoRa sensors), so the tolerance only absorbs float noise from
+# unit conversions. The window is 1.5x the research's 60-min example: shorter and a
+# well-damped glycol probe on a quiet night could page; longer and a frozen probe hides a
+# real failure for longer (it still reports a perfect temperature).
+STUCK_TOLERANCE_K = 0.01
+STUCK_AFTER_S = 90 * 60
+# Sparse reporters need this many identical readings too (a 20-min LoRa sensor: 2 h).
+STUCK_MIN_READINGS = 6
+STUCK = "stuck"  # the sensor_fault code of a stuck probe
+# Learned defrost, for assets without a declared schedule (research §B.6: "learn the defrost
+# schedule from data (periodic, same time every day) if it is not configured"). A defrost
+# shows as a rise of LEARN_RISE_K or more above the unit's baseline, lasting (from leaving
+# the baseline + LEARN_EDGE_K band to coming back into it) LEARN_MIN_S..LEARN_MAX_S, and
+# starting at the same time of day (within LEARN_SLOT_S) on LEARN_DAYS earlier days.
+# The rise: a compressor cycle's sawtooth stays within ~1.5 K of its mean and a defrost lifts
+# air 3-8 K (§C.2, §C.3); lower and a warm afternoon cycles into a "defrost", higher and
+# a product probe's damped defrost is never learned.
+LEARN_RISE_K = 3.0
+LEARN_EDGE_K = 1.0
+# Duration bounds: door openings and restocking are shorter; a longer rise is a problem, not
+# a defrost (declared defrosts last 20-40 min plus their pull-down, §C.3).
+LEARN_MIN_S = 20 * 60
+LEARN_MAX_S = 45 * 60
+# "Same time of day": timer drift and the start being seen a reading or two late fit in
+# 15 min; wider and two different defrosts merge into one long window.
+LEARN_SLOT_S = 15 * 60
+LEARN_DAYS = 2
+# Episodes older than this are forgotten, so a changed defrost clock is unlearned in a week.
+LEARN_HISTORY_S = 7 * 86400
+# At most this many learned windows per asset (cases defrost up to 4-6 times a day);
+# more would be a unit that is warm half the day, which must not be relaxed.
+LEARN_MAX_WINDOWS = 6
+# A learned window opens this long before the earliest start seen (the heater starts
+# before the air crosses the band) and relaxes for LEARN_RECOVERY_S after the latest end.
+# The whole window is capped by construction at LEARN_LEAD_S + LEARN_SLOT_S + LEARN_MAX_S
+# + LEARN_RECOVERY_S (85 min), and only warn is relaxed: critical and hard limits stay.
+LEARN_LEAD_S = 10 * 60
+LEARN_RECOVERY_S = 15 * 60
+# The baseline is an average this slow of readings outside rises: longer than a defrost
+# so a defrost does not lift it, short enough to follow a setpoint change within hours.
+BASELINE_TAU_S = 2 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +220,16 @@ class _SensorState:
     last_fault_ts: float = 0.0
     fault_active: bool = False
     last_fault_code: str | None = None
+    stuck_value: float | None = None  # the value readings have stayed at ...
+    stuck_since: float = 0.0  # ... since this reading
+    stuck_readings: int = 0
+    stuck_active: bool = False
+    base: float | None = None  # slow baseline for defrost learning
+    base_ts: float = 0.0
+    episode_start: float | None = None  # a rise out of the baseline band began here
+    episode_peak: float = 0.0
+    episode_tainted: bool = False  # it became (part of) an alert: never learned from
+    learned_defrost: str | None = None  # the learned window the last reading was in
     silent: bool = False
 
 
@@ -215,6 +275,88 @@ class _Defrosts:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _LearnedWindow:
+    """A recurring defrost, in seconds since local midnight."""
+
+    begin: float
+    defrost_end: float
+    recovery_end: float
+    dates: frozenset[date]
+
+    def explain(self) -> str:
+        def clock(seconds: float) -> str:
+            minute = int(seconds // 60) % 1440
+            return f"{minute // 60:02d}:{minute % 60:02d}"
+
+        days = ", ".join(d.isoformat() for d in sorted(self.dates))
+        return f"learned defrost {clock(self.begin)}-{clock(self.defrost_end)} (seen {days})"
+
+
+class _LearnedDefrosts:
+    """Defrost windows of one asset without a declared schedule, learned from its readings.
+
+    Cheap by design: an episode is recorded at most a few times a day per asset, windows
+    are recomputed only then, and :meth:`phase` is a few comparisons per reading (nothing
+    happens in ``tick``).
+    """
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self.episodes: list[tuple[float, float]] = []  # (start epoch s, duration s)
+        self.windows: list[_LearnedWindow] = []
+
+    def add(self, start: float, duration: float) -> None:
+        """Record one defrost-like rise and relearn the windows."""
+        self.episodes = [e for e in self.episodes if start - e[0] < LEARN_HISTORY_S]
+        self.episodes.append((start, duration))
+        seen = []
+        for begin, length in self.episodes:
+            local = datetime.fromtimestamp(begin, self.zone)
+            second = local.hour * 3600 + local.minute * 60 + local.second
+            seen.append((second, second + length, local.date()))
+        seen.sort()
+        groups: list[list[tuple[int, float, date]]] = []
+        for item in seen:
+            if groups and item[0] - groups[-1][0][0] <= LEARN_SLOT_S:
+                groups[-1].append(item)
+            else:
+                groups.append([item])
+        windows = []
+        for group in groups:
+            dates = frozenset(d for _, _, d in group)
+            if len(dates) < LEARN_DAYS:
+                continue
+            end = max(e for _, e, _ in group)
+            windows.append(
+                _LearnedWindow(group[0][0] - LEARN_LEAD_S, end, end + LEARN_RECOVERY_S, dates)
+            )
+        windows.sort(key=lambda w: len(w.dates), reverse=True)
+        self.windows = sorted(windows[:LEARN_MAX_WINDOWS], key=lambda w: w.begin)
+
+    def phase(self, ts_s: float) -> tuple[str, _LearnedWindow] | None:
+        """``("defrost" | "recovery", window)`` at ``ts_s``, or None.
+
+        A window counts on a day when it was seen on LEARN_DAYS *earlier* days: today's
+        own rise proves nothing about today.
+        """
+        if not self.windows:
+            return None
+        local = datetime.fromtimestamp(ts_s, self.zone)
+        today = local.date()
+        seconds = local.hour * 3600 + local.minute * 60 + local.second
+        for window in self.windows:
+            if sum(1 for d in window.dates if d < today) < LEARN_DAYS:
+                continue
+            for offset in (-86400.0, 0.0, 86400.0):  # windows across midnight
+                elapsed = seconds + offset
+                if window.begin <= elapsed < window.defrost_end:
+                    return "defrost", window
+                if window.defrost_end <= elapsed < window.recovery_end:
+                    return "recovery", window
+        return None
+
+
 class RuleEngine:
     """Evaluates every rule for a chain; see the module docstring."""
 
@@ -228,6 +370,7 @@ class RuleEngine:
         self.calendars = {sid: WeightCalendar(s) for sid, s in self.stores.items()}
         self.assets = {a.id: a for a in assets}
         self.defrosts: dict[str, _Defrosts] = {}
+        self.learned: dict[str, _LearnedDefrosts] = {}
         self.states: dict[str, _SensorState] = {}
         self.device_store: dict[str, str] = {}
         self.store_devices: dict[str, set[str]] = {}
@@ -235,6 +378,8 @@ class RuleEngine:
             store = self.stores.get(asset.store)
             if store is not None:
                 self.defrosts[asset.id] = _Defrosts(asset.defrost, ZoneInfo(store.timezone))
+                if asset.defrost is None or not asset.defrost.times:
+                    self.learned[asset.id] = _LearnedDefrosts(ZoneInfo(store.timezone))
         for sensor in sensors:
             owner = self.assets.get(sensor.asset)
             if owner is None or owner.store not in self.stores:
@@ -332,16 +477,23 @@ class RuleEngine:
     def _temperature(self, s: _SensorState, ts: float, value: float, out: list[Transition]) -> None:
         if s.fault_active and ts - s.last_fault_ts >= FAULT_WINDOW_S:
             s.fault_active = False  # a whole window of good readings: the probe is fine
-            self._clear(f"{SENSOR_FAULT}:{s.sensor}", ts, out)
+            if not s.stuck_active:
+                self._clear(f"{SENSOR_FAULT}:{s.sensor}", ts, out)
         prev_ts, prev_value = s.last_ts, s.last_value
         if prev_ts is not None and ts <= prev_ts:
             return  # late or duplicate: stored, but the accumulators only move forward
         if prev_ts is not None and prev_value is not None and self._implausible(s, ts, value):
             return
         s.last_ts, s.last_value = ts, value
+        self._stuck(s, ts, value, out)
         lim = s.limits
         defrosts = self.defrosts.get(s.asset)
         phase = defrosts.phase(ts) if defrosts else None
+        learner = self.learned.get(s.asset)
+        learned = learner.phase(ts) if learner is not None and phase is None else None
+        if learned is not None:
+            phase = learned[0]
+            s.learned_defrost = learned[1].explain()
         weight, weight_text = self._weight(s.store, ts)
         self._overrun(s, ts, value, phase, out)
         if prev_ts is None or prev_value is None:
@@ -374,8 +526,44 @@ class RuleEngine:
             "defrost": phase,
             "interval_s": s.interval_s,
         }
+        if learned is not None:
+            explanation["learned_defrost"] = s.learned_defrost
         self._set_level(s, ts, level, side, value, limit, explanation, out)
         self._maybe_clear(s, ts, value, outside, out)
+        if learner is not None:
+            self._learn(s, ts, value, learner)
+        if learned is None:
+            s.learned_defrost = None
+
+    def _learn(self, s: _SensorState, ts: float, value: float, learner: _LearnedDefrosts) -> None:
+        """Track rises out of the baseline band; record the defrost-like ones."""
+        if s.base is None:
+            s.base, s.base_ts = value, ts
+            return
+        alerting = s.level > 0 or f"{TEMPERATURE}:{s.asset}" in self.active
+        above = value > s.base + LEARN_EDGE_K
+        if s.episode_start is None:
+            if above:
+                s.episode_start, s.episode_peak, s.episode_tainted = ts, value, alerting
+            else:  # the baseline follows the unit outside rises only
+                s.base += (value - s.base) * (1.0 - math.exp(-(ts - s.base_ts) / BASELINE_TAU_S))
+            s.base_ts = ts
+            return
+        s.episode_peak = max(s.episode_peak, value)
+        s.episode_tainted = s.episode_tainted or alerting
+        duration = ts - s.episode_start
+        if above:
+            if duration > 2 * LEARN_MAX_S:  # not a rise but a new level: re-baseline
+                s.episode_start, s.base, s.base_ts = None, value, ts
+            return
+        if (
+            not s.episode_tainted
+            and s.episode_peak - s.base >= LEARN_RISE_K
+            and LEARN_MIN_S <= duration <= LEARN_MAX_S
+        ):
+            learner.add(s.episode_start, duration)
+        s.episode_start = None
+        s.base_ts = ts
 
     @staticmethod
     def _level(
@@ -471,12 +659,17 @@ class RuleEngine:
         if was_in_defrost and phase is None and value > warn + s.limits.hysteresis_k:
             s.level = LEVELS[WARNING]
             s.excursion_since = s.excursion_since or ts
+            explanation: dict[str, Any] = {
+                "reading": value, "limit": warn, "side": "high",
+                "budget": "still above the warn limit when the defrost recovery ended",
+            }  # fmt: skip
+            if s.learned_defrost is not None:
+                explanation["learned_defrost"] = s.learned_defrost
             self._fire(
                 Condition(
                     f"{TEMPERATURE}:{s.asset}", DEFROST_OVERRUN, WARNING, WARNING, s.store,
                     s.asset, s.sensor, s.device, round(s.excursion_since * 1000), value, warn,
-                    {"reading": value, "limit": warn, "side": "high",
-                     "budget": "still above the warn limit when the defrost recovery ended"},
+                    explanation,
                 ),
                 ts,
                 out,
@@ -617,6 +810,31 @@ class RuleEngine:
                 out,
             )  # fmt: skip
 
+    def _stuck(self, s: _SensorState, ts: float, value: float, out: list[Transition]) -> None:
+        """A probe whose readings no longer move is a fault, whatever value it repeats."""
+        moved = s.stuck_value is not None and abs(value - s.stuck_value) > STUCK_TOLERANCE_K
+        if s.stuck_value is None or moved:
+            s.stuck_value, s.stuck_since, s.stuck_readings = value, ts, 1
+            if moved and s.stuck_active:
+                s.stuck_active = False
+                if not s.fault_active:
+                    self._clear(f"{SENSOR_FAULT}:{s.sensor}", ts, out)
+            return
+        s.stuck_readings += 1
+        unchanged = ts - s.stuck_since
+        if s.stuck_active or unchanged < STUCK_AFTER_S or s.stuck_readings < STUCK_MIN_READINGS:
+            return
+        s.stuck_active = True
+        self._fire(
+            Condition(f"{SENSOR_FAULT}:{s.sensor}", SENSOR_FAULT, WARNING, WARNING, s.store,
+                      s.asset, s.sensor, s.device, round(s.stuck_since * 1000), value, None,
+                      {"code": STUCK, "reading": value, "readings": s.stuck_readings,
+                       "unchanged_min": round(unchanged / 60),
+                       "tolerance_k": STUCK_TOLERANCE_K}),
+            ts,
+            out,
+        )  # fmt: skip
+
     def _status(self, device: str, ts: float, *, online: bool, out: list[Transition]) -> None:
         index = self._device_index.get(device)
         if index is not None:
@@ -723,6 +941,14 @@ class RuleEngine:
 
     # -- restart and manual resolution -------------------------------------------------
 
+    def adopt_learned(self, previous: RuleEngine) -> None:
+        """Keep the defrost windows ``previous`` learned (a registry reload rebuilds the
+        rules; learning again would take days). Assets that now declare a schedule drop
+        theirs."""
+        for asset, learner in previous.learned.items():
+            if asset in self.learned:
+                self.learned[asset] = learner
+
     def restore(self, c: Condition) -> None:
         """Re-adopt a condition whose alert is still open (after a restart or reload), so
         that it can clear, instead of firing again or staying open forever."""
@@ -752,6 +978,8 @@ class RuleEngine:
             self._silent[state.slot] = True
         elif c.kind == LOW_BATTERY:
             state.battery_low = True
+        elif c.kind == SENSOR_FAULT and c.explanation.get("code") == STUCK:
+            state.stuck_active = True  # clears when a reading moves off the next one seen
         elif c.kind == SENSOR_FAULT:
             state.fault_active = True
             state.fault_window_start = since
@@ -783,6 +1011,7 @@ class RuleEngine:
         elif c.kind == SENSOR_FAULT:
             state.fault_active = False
             state.fault_count = 0
+            state.stuck_active = False
 
     # -- bookkeeping ------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """Acceptance harness: a scenario through real ingest and alerting into a fake Twilio.
 
 Everything real except the phone network: the simulator publishes each device family's
-native payloads to a private Mosquitto; ``coldchain run``'s stack (without the API) ingests
-them into the private InfluxDB and evaluates them; pages go through the real ``twilio``
-client to :class:`~tests.fakes.twilio_server.FakeTwilioServer`. One manual clock is the
+native payloads to a private Mosquitto; ``coldchain run``'s stack ingests them into the
+private InfluxDB and evaluates them; pages go through the real ``twilio`` client to
+:class:`~tests.fakes.twilio_server.FakeTwilioServer`. With ``with_api=True`` the stack's
+API serves too, and :meth:`Run.reply_sms` answers a page the way a phone does: the fake
+Twilio POSTs a signed inbound-SMS webhook for ``COLDCHAIN_PUBLIC_URL``, which a reverse
+proxy delivers to the API's local address. One manual clock is the
 simulated time for all of them, advanced in lockstep: after each 30 s step the harness
 waits until every published message is acknowledged and evaluated, then ticks alerting
 and lets delivery finish. So a 10-hour night runs in seconds and every timestamp is exact.
@@ -18,21 +21,43 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 from pydantic import SecretStr
 
 from coldchain.compose import Stack, build_stack
-from coldchain.services import Mosquitto
+from coldchain.services import Mosquitto, free_port
 from core.clock import ManualClock
 from core.registry import Registry
 from core.settings import Settings
 from simulator.publisher import Publisher
 from simulator.runner import Runner, StepReport
 from simulator.scenario import load_scenario
-from tests.fakes.twilio_server import FakeTwilioServer
+from tests.fakes.twilio_server import FakeTwilioServer, WebhookReply
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "acceptance-token-not-secret"  # a test credential
 FROM = "+15005550006"
+# Where Twilio believes the app is (the signed URL); the proxy below leads to 127.0.0.1.
+PUBLIC_URL = "https://coldchain.example.com"
+SMS_WEBHOOK = f"{PUBLIC_URL}/api/v1/webhooks/twilio/sms"
+
+
+class ReverseProxy(httpx.BaseTransport):
+    """Sends requests for the public URL to the app's local address, as a proxy would."""
+
+    def __init__(self, local_url: str) -> None:
+        self.local = httpx.URL(local_url)
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(
+            scheme=self.local.scheme, host=self.local.host, port=self.local.port
+        )
+        request.headers["Host"] = f"{self.local.host}:{self.local.port}"
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,7 @@ class Run:
         broker: Mosquitto,
         *,
         start: str | None = None,
+        with_api: bool = False,
         **settings: object,
     ) -> None:
         self.scenario = load_scenario(scenario)
@@ -79,14 +105,16 @@ class Run:
                 "twilio_auth_token": SecretStr(AUTH_TOKEN),
                 "twilio_from": FROM,
                 "twilio_base_url": twilio.url,
-                "public_url": "https://coldchain.example.com",
+                "public_url": PUBLIC_URL,
+                "api_bind": f"127.0.0.1:{free_port()}",
                 **settings,
             }
         )
         registry = Registry(self.settings.db)
         registry.import_chain(self.scenario.full_chain())
         registry.close()
-        self.stack: Stack = build_stack(self.settings, self.clock, with_api=False)
+        self.stack: Stack = build_stack(self.settings, self.clock, with_api=with_api)
+        self._proxy: httpx.Client | None = None
         self.publisher = Publisher(self.settings.mqtt, f"sim-{scenario}")
         self.runner = Runner(self.scenario, self.publisher.publish, on_step=self._lockstep)
         self.hooks: list[Callable[[Run], None]] = []
@@ -97,6 +125,18 @@ class Run:
             Sms(m.received_at.astimezone(self.zone), m.to or "", m.body or "")
             for m in self.twilio.messages
         ]
+
+    def reply_sms(self, from_: str, body: str) -> WebhookReply:
+        """``from_`` answers by SMS: Twilio's signed webhook, through the API.
+
+        Raises:
+            AssertionError: The run has no API (``with_api=False``).
+        """
+        if self.stack.api is None:
+            raise AssertionError("reply_sms needs Run(..., with_api=True)")
+        if self._proxy is None:
+            self._proxy = httpx.Client(transport=ReverseProxy(self.stack.api.url), timeout=15)
+        return self.twilio.send_inbound_sms(SMS_WEBHOOK, from_, FROM, body, http=self._proxy)
 
     def local(self) -> datetime:
         """The simulated time, in the scenario's zone."""
@@ -130,5 +170,7 @@ class Run:
             self.runner.run()
             self.publisher.disconnect()
         finally:
+            if self._proxy is not None:
+                self._proxy.close()
             self.stack.stop()
             self.twilio.stop()

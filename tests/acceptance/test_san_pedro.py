@@ -2,7 +2,8 @@
 
 At 23:10 the walk-in cooler's compressor trips in a closed store. The store manager is
 paged once; nobody answers, so on-call is paged; on-call replies "OK <code>" five minutes
-later and nothing more is sent; at 05:30 a technician repairs it, and both hear it is over.
+later (an SMS to our number: Twilio's signed webhook into the API) and nothing more is
+sent; at 05:30 a technician repairs it, and both hear it is over.
 The other store (Zona 10) hears nothing all night.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from coldchain.services import Mosquitto
+from core.registry import Registry
 from core.settings import Settings
 from tests.acceptance.harness import Run
 
@@ -25,7 +27,10 @@ ANA, NOC, LUIS, MARTA = "+50255550101", "+50255550199", "+50255550117", "+502555
 
 def test_san_pedro_overnight(influx_settings: Settings, broker: Mosquitto, tmp_path: Path) -> None:
     # The night desk's configuration: an acknowledgement holds 3 h before re-escalating.
-    run = Run("san-pedro-overnight", tmp_path, influx_settings, broker, ack_timeout=3 * 3600.0)
+    run = Run(
+        "san-pedro-overnight", tmp_path, influx_settings, broker, with_api=True,
+        ack_timeout=3 * 3600.0,
+    )  # fmt: skip
     replies: list[str] = []
 
     def on_call_answers(r: Run) -> None:
@@ -33,7 +38,10 @@ def test_san_pedro_overnight(influx_settings: Settings, broker: Mosquitto, tmp_p
         if to_noc and not replies and r.local() >= to_noc[0].at + timedelta(minutes=5):
             code = re.search(r"OK (\d{4})", to_noc[0].body)
             assert code is not None
-            replies.append(r.stack.engine.handle_sms(NOC, f"OK {code.group(1)} voy en camino").text)
+            answer = r.reply_sms(NOC, f"OK {code.group(1)} voy en camino")
+            assert answer.status == 200, answer.body
+            assert answer.headers["content-type"].startswith("text/xml")
+            replies.append(answer.body)
 
     run.hooks.append(on_call_answers)
     run.run()
@@ -54,9 +62,15 @@ def test_san_pedro_overnight(influx_settings: Settings, broker: Mosquitto, tmp_p
     assert page.startswith("COLDCHAIN San Pedro: Camara fria 1 6.5C (limite 5C) desde 23:27")
     assert "Responda OK" in page
     assert "Sin respuesta (nivel 2)" in escalation
-    assert replies == [replies[0]]
-    assert replies[0].startswith("Alerta ")
-    assert "reconocida por NOC Guatemala" in replies[0]
+    [reply] = replies  # the TwiML answer Twilio sends back to the phone
+    assert "<Response><Message>Alerta " in reply
+    assert "reconocida por NOC Guatemala" in reply
+    registry = Registry(run.settings.db)
+    try:
+        [acked] = registry.query("SELECT acked_by, ack_via, ack_note FROM alerts")
+    finally:
+        registry.close()
+    assert tuple(acked) == ("noc", "sms", "voy en camino")
     assert "RESUELTO Camara fria 1" in done_ana
     assert done_noc == done_ana
     assert LUIS not in {to for _, to, _ in timeline}

@@ -117,13 +117,20 @@ def test_sensor_faults_are_faults_not_excursions(
             ("sensor_fault", "tasmota-s088-dc2:DS18B20-1"): 1,  # disconnected
             ("sensor_fault", "esp-s088-mc1:case_temp"): 1,  # nan
             ("sensor_fault", "shellyplus1-s088wic1:temperature:100"): 1,  # null
+            # Stuck on one value since 09:50: in a cycling unit no probe is that calm.
+            ("sensor_fault", "cc-s088-dc3"): 1,
         }
-    )  # spikes (held, unconfirmed) and a stuck probe raise nothing
+    )  # spikes (held, unconfirmed) raise nothing
     bodies = [m.body for m in run.sms()]
     assert bodies
     assert all("falla del sensor" in body for body in bodies)
     assert not any("limite" in body for body in bodies)
     assert "(85C de arranque)" in bodies[0]
+    stuck = [m for m in run.sms() if "(valor congelado)" in m.body]
+    assert stuck
+    assert all("Lacteos 3: falla del sensor cc-s088-dc3" in m.body for m in stuck)
+    # The probe repeats its 09:49:30 value from 09:50 on: 90 min later it is a fault.
+    assert stuck[0].clock == "11:19"
 
 
 def test_door_left_open_is_about_the_door(

@@ -308,3 +308,146 @@ def test_tick_handles_100k_sensors() -> None:
     silent = [t for t in events if t.condition.kind == SENSOR_SILENT]
     assert len(silent) == 50_000
     assert not np.any(np.isnan(engine._last_seen[::2]))
+
+
+def _cycling(minutes: int, base: float = 3.0) -> list[float]:
+    """A healthy walk-in's air: a 2 K sawtooth every 20 min, at the DS18B20's 1/16 K steps."""
+    return [round((base + 2.0 * ((m % 20) / 20)) * 16) / 16 for m in range(minutes)]
+
+
+def test_a_stuck_probe_is_a_sensor_fault_not_a_temperature() -> None:
+    """The probe freezes on its last value at 10:30; at 12:00 it is a fault; it is replaced
+    at 12:30 and reads a moving temperature again."""
+    engine = _engine()
+    start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
+    temps = [*_cycling(30), *[3.4375] * 120, *_cycling(30, base=3.1)]
+    events = _feed(engine, start, len(temps), temps)
+    assert [(m, t.action, t.condition.kind) for m, t in events] == [
+        (120, "fire", SENSOR_FAULT),  # the same 3.4375 since 10:30: 90 min
+        (150, "clear", SENSOR_FAULT),
+    ]
+    fault = events[0][1].condition
+    assert fault.explanation["code"] == "stuck"
+    assert fault.explanation["unchanged_min"] == 90
+    assert fault.since_ms == _ms(start + timedelta(minutes=30))
+
+
+def test_a_cycling_unit_is_never_stuck_and_a_sparse_sensor_needs_six_readings() -> None:
+    engine = _engine()
+    start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
+    assert _feed(engine, start, 8 * 60, _cycling(8 * 60)) == []
+    # A quiet probe that still moves by one 1/16 K step now and then is not stuck either.
+    quiet = [3.0 + 0.0625 * ((m // 25) % 2) for m in range(8 * 60)]
+    assert _feed(engine, start + timedelta(hours=8), len(quiet), quiet, sensor="dev2") == []
+    # A sensor reporting every 30 min: 90 min is only 4 identical readings; 6 are needed.
+    sparse = _engine()
+    events = []
+    for n in range(7):
+        events += sparse.observe(
+            "reading", _ms(start + timedelta(minutes=30 * n)), sensor="dev1",
+            quantity=Quantity.TEMPERATURE, value=2.5,
+        )  # fmt: skip
+        assert bool(events) == (n >= 5), n
+
+
+def test_a_stuck_alert_survives_a_restart_until_the_probe_moves() -> None:
+    engine = _engine()
+    start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
+    [(_, fired)] = _feed(engine, start, 100, 4.0)
+    restarted = _engine()
+    restarted.restore(fired.condition)
+    later = start + timedelta(minutes=100)
+    assert _feed(restarted, later, 30, 4.0) == []  # still stuck: no second alert, no clear
+    # 85.0 power-on values meanwhile are the same probe's problem: still one alert.
+    for minute in range(3):
+        assert not restarted.observe(
+            "fault", _ms(later + timedelta(minutes=30, seconds=10 * minute)), sensor="dev1",
+            quantity=Quantity.TEMPERATURE, code="power_on_reset",
+        )  # fmt: skip
+    [(_, clear)] = _feed(restarted, later + timedelta(minutes=31), 40, _cycling(40))
+    # It moves at once, but the 85.0 faults keep the alert until a clean 30 min window.
+    assert (clear.action, clear.condition.key) == ("clear", fired.condition.key)
+    assert clear.at_ms >= _ms(later + timedelta(minutes=30 + 30))
+
+
+def _case_day(
+    peak: float | None = None, *, hold: int = 5, at: int = 14 * 60, ramp: int = 15
+) -> list[float]:
+    """A day of a dairy case, a reading a minute from 00:00: cycling 0.5-2 °C, and a defrost
+    from ``at`` climbing to ``peak`` in ``ramp`` min, holding ``hold`` min, back as fast."""
+    day = [round((0.5 + 1.5 * ((m % 20) / 20)) * 16) / 16 for m in range(1440)]
+    if peak is not None:
+        for m in range(2 * ramp + hold):
+            up = min(m / ramp, 1.0) if m < ramp + hold else max(0.0, 1 - (m - ramp - hold) / ramp)
+            day[at + m] += (peak - day[at + m]) * up
+    return day
+
+
+def _days(engine: RuleEngine, first: datetime, *days: list[float]) -> list[tuple[int, Transition]]:
+    out = []
+    for n, day in enumerate(days):
+        out += [(n * 1440 + m, t) for m, t in _feed(engine, first + timedelta(days=n), 1440, day)]
+    return out
+
+
+MONDAY = datetime(2026, 11, 16, 0, 0, tzinfo=GT)
+
+
+def test_a_defrost_seen_at_the_same_time_on_two_days_is_learned() -> None:
+    """No schedule declared. Monday and Tuesday at 14:00 the case rises to 5 °C for half
+    an hour (no alert); on Wednesday the same defrost peaks at 7.5 °C for 20 min, which
+    would spend the 30 K·min warn budget of a case without a defrost."""
+    wednesday = _case_day(7.5, hold=20)
+    learned = _engine("dairy_case")
+    assert _days(learned, MONDAY, _case_day(5.0), _case_day(5.0), wednesday) == []
+    [window] = learned.learned["a1"].windows
+    assert window.explain().startswith("learned defrost 13:")
+    assert "seen 2026-11-16, 2026-11-17" in window.explain()
+    # The same Wednesday without the two days before it, or with only one: a warning.
+    for history in ([], [_case_day(5.0)]):
+        unlearned = _engine("dairy_case")
+        wednesday_at = MONDAY + timedelta(days=2)
+        _days(unlearned, wednesday_at - timedelta(days=len(history)), *history)
+        [(_, warn), (_, clear)] = _feed(unlearned, wednesday_at, 1440, wednesday)
+        assert (warn.condition.kind, warn.condition.stage) == (TEMPERATURE, "warning")
+        assert clear.action == "clear"
+    # A declared schedule is never second-guessed.
+    declared = _engine("dairy_case", defrost={"times": ["03:00"]})
+    assert "a1" not in declared.learned
+
+
+def test_a_learned_defrost_does_not_hide_a_failure() -> None:
+    history = (_case_day(5.0), _case_day(5.0))
+    # Wednesday 14:00 the defrost heater sticks on: 9 °C and staying there.
+    stuck_on = _case_day(9.0, hold=200)
+    overrun = _engine("dairy_case")
+    events = _days(overrun, MONDAY, *history, stuck_on)
+    [(minute, first), *_] = events
+    assert first.condition.kind == DEFROST_OVERRUN  # when the learned recovery ends
+    assert 2 * 1440 + 14 * 60 + 30 <= minute <= 2 * 1440 + 15 * 60
+    assert first.condition.explanation["learned_defrost"].startswith("learned defrost 13:")
+    # A reading past the hard limit inside the learned window is critical at once.
+    hot = _case_day(14.0, hold=10)
+    hard = _engine("dairy_case")
+    [(_, fired), *_] = _days(hard, MONDAY, *history, hot)
+    why = fired.condition.explanation
+    assert (fired.condition.stage, why["defrost"]) == ("critical", "defrost")
+    assert "hard ceiling 13" in why["budget"]  # the defrost ceiling 10 + 3 K, no more
+    assert why["learned_defrost"].startswith("learned defrost")
+
+
+def test_rises_that_became_alerts_or_do_not_look_like_defrosts_are_not_learned() -> None:
+    # Monday and Tuesday the 14:00 rise is bad enough to warn: never learned from.
+    warned = _engine("dairy_case")
+    events = _days(warned, MONDAY, _case_day(9.0, hold=20), _case_day(9.0, hold=20))
+    assert [t.action for _, t in events].count("fire") == 2
+    assert warned.learned["a1"].windows == []
+    # Too short (a door), too long, or not the same time of day: nothing learned.
+    for days in (
+        [_case_day(5.5, hold=5, ramp=5)] * 3,  # out of the band ~12 min: a door, say
+        [_case_day(5.0, hold=40)] * 3,  # out of the band for ~65 min
+        [_case_day(5.0, at=9 * 60), _case_day(5.0, at=13 * 60), _case_day(5.0, at=17 * 60)],
+    ):
+        engine = _engine("dairy_case")
+        _days(engine, MONDAY, *days)
+        assert engine.learned["a1"].windows == [], days

@@ -1,0 +1,127 @@
+"""The alerting engine on a fake clock and a real SQLite registry: a chain, readings, ticks.
+
+Shared by the engine timelines (console notifier) and the delivery-failure tests (the real
+``twilio`` client against the fake Twilio server).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from alerting.engine import AlertingEngine
+from alerting.notifiers.base import Notifier, Outbound
+from alerting.notifiers.console import ConsoleNotifier
+from core.chain import parse_chain
+from core.clock import ManualClock
+from core.registry import Registry
+from core.types import Quantity
+from ingest.pipeline import Observation
+
+GT = ZoneInfo("America/Guatemala")
+CHAIN = {
+    "stores": [
+        {
+            "id": "s042", "name": "San Pedro", "country": "GT", "timezone": "America/Guatemala",
+            "language": "es", "hours": {"mon-sat": "07:00-21:00", "sun": "08:00-20:00"},
+        },
+    ],
+    "assets": [
+        {"id": "s042-wic1", "store": "s042", "type": "walkin_cooler", "name": "Camara 1"},
+        {"id": "s042-dc1", "store": "s042", "type": "dairy_case", "name": "Lacteos 1"},
+    ],
+    "sensors": [
+        {"id": "wic1", "asset": "s042-wic1", "interval": "60s"},
+        {"id": "dc1", "asset": "s042-dc1", "interval": "60s"},
+    ],
+    "contacts": [
+        {"id": "ana", "name": "Ana Lopez", "phone": "+50255550101", "roles": ["store_manager"],
+         "stores": ["s042"]},
+        {"id": "beto", "name": "Beto", "phone": "+50255550102", "roles": ["store_manager"],
+         "stores": ["s042"]},
+        {"id": "noc", "name": "NOC", "phone": "+50255550199", "roles": ["oncall"]},
+    ],
+    "policies": [
+        {"id": "default", "steps": [
+            {"notify": ["ana"], "wait": "30m"},
+            {"notify": ["oncall"], "wait": "30m"},
+            {"notify": ["oncall"], "repeat": "2h"},
+        ]},
+    ],
+}  # fmt: skip
+
+
+class Harness:
+    """Engine + clock + console notifier + helpers to feed readings."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        start: datetime,
+        notifier: Notifier | None = None,
+        *,
+        retry_delays_s: tuple[float, ...] | None = None,
+    ) -> None:
+        self.path = tmp / "registry.sqlite3"
+        # Real delivery backoff runs on the monotonic clock: tests shorten it.
+        self.retry_delays_s = retry_delays_s
+        self.registry = Registry(self.path)
+        self.registry.import_chain(parse_chain(CHAIN))
+        self.clock = ManualClock(start)
+        self.notifier = notifier or ConsoleNotifier(out=lambda _line: None)
+        self.engine = self._engine()
+        self.last: dict[str, float] = {}
+        self.ticks = 0
+
+    def _engine(self) -> AlertingEngine:
+        engine = AlertingEngine(
+            self.registry,
+            self.notifier,
+            self.clock,
+            rng=random.Random(7),
+        )
+        if self.retry_delays_s is not None:
+            engine.delivery.retry_delays_s = self.retry_delays_s
+        engine.start()
+        return engine
+
+    def restart(self) -> None:
+        """Stop the engine and build a new one on the same database (a process restart)."""
+        self.engine.stop()
+        self.registry.close()
+        self.registry = Registry(self.path)
+        self.engine = self._engine()
+
+    def reading(self, sensor: str, value: float, quantity: Quantity = Quantity.TEMPERATURE) -> None:
+        asset = {"wic1": "s042-wic1", "dc1": "s042-dc1"}[sensor]
+        self.engine.observe(
+            [Observation("reading", round(self.clock.time() * 1000), sensor, sensor, "s042",
+                         asset, None, quantity, value)]
+        )  # fmt: skip
+
+    def minutes(self, count: int, sensor: str = "wic1", value: float = 3.0) -> None:
+        """One reading a minute for ``count`` minutes, ticking the engine each minute.
+
+        A deliberate jump (a test's failure) is confirmed by a second reading 30 s
+        earlier, as a real excursion would be: single implausible jumps are held.
+        """
+        for _ in range(count):
+            if abs(value - self.last.get(sensor, value)) > 4.0:
+                self.clock.advance(30)
+                self.reading(sensor, value)
+                self.clock.advance(30)
+            else:
+                self.clock.advance(60)
+            self.last[sensor] = value
+            self.reading(sensor, value)
+            # The other unit cycles like a healthy one (a constant value is a stuck probe).
+            self.reading("dc1" if sensor == "wic1" else "wic1", 3.0 + 0.2 * (self.ticks % 2))
+            self.ticks += 1
+            self.engine.tick()
+        self.engine.delivery.drain()
+
+    def sent(self) -> list[tuple[str, str]]:
+        sent: list[Outbound] = self.notifier.sent  # type: ignore[attr-defined]
+        return [(m.to, m.body) for m in sent]
