@@ -25,6 +25,7 @@ import httpx
 from pydantic import SecretStr
 
 from coldchain.compose import Stack, build_stack
+from coldchain.lockstep import Lockstep
 from coldchain.services import Mosquitto, free_port
 from core.clock import ManualClock
 from core.registry import Registry
@@ -116,8 +117,13 @@ class Run:
         self.stack: Stack = build_stack(self.settings, self.clock, with_api=with_api)
         self._proxy: httpx.Client | None = None
         self.publisher = Publisher(self.settings.mqtt, f"sim-{scenario}")
-        self.runner = Runner(self.scenario, self.publisher.publish, on_step=self._lockstep)
+        self.runner = Runner(self.scenario, self.publisher.publish)
+        self.lockstep = Lockstep(
+            self.stack, self.clock, self.publisher, lambda: self.runner.published, self.zone
+        )
+        self.runner.on_step = self.lockstep
         self.hooks: list[Callable[[Run], None]] = []
+        self.lockstep.hooks.append(self._hooks)
 
     def sms(self) -> list[Sms]:
         """Every message Twilio accepted so far, in order."""
@@ -142,23 +148,9 @@ class Run:
         """The simulated time, in the scenario's zone."""
         return self.clock.now().astimezone(self.zone)
 
-    def _lockstep(self, report: StepReport) -> None:
-        self.clock.set(datetime.fromtimestamp(report.sim_time, self.zone))
-        self.publisher.flush()
-        ingester = self.stack.ingester
-        deadline = time.monotonic() + 30
-        while ingester.stats.acked.total() < self.runner.published:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"ingest stalled: {ingester.stats.acked.total()} of {self.runner.published}"
-                )
-            time.sleep(0.001)
-        self.stack.pump.join()
-        self.stack.engine.tick()
-        self.stack.engine.delivery.drain()
+    def _hooks(self, _report: StepReport) -> None:
         for hook in self.hooks:
             hook(self)
-        self.stack.engine.delivery.drain()
 
     def run(self) -> None:
         """Run the whole scenario, then stop everything."""
