@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from alerting import messages
+from alerting import acks, messages
+from alerting.acks import AckReply
 from alerting.book import ACKNOWLEDGED, FIRING, Alert, AlertBook, Notification, Page
 from alerting.delivery import Delivery
 from alerting.notifiers.base import Notifier
@@ -59,20 +58,6 @@ DEFAULT_POLICY = [
 # An acknowledged alert whose problem is still there re-escalates after this long (the
 # default of COLDCHAIN_ACK_TIMEOUT): someone said "on it" but nothing changed.
 ACK_TIMEOUT_S = 2 * 3600
-# "OK 4821", "ok4821 cambie la puerta", "Recibido #4821", "ciente 4821" ...
-ACK_PATTERN = re.compile(
-    r"^\s*(?:OK|ACK|RECIBIDO|VISTO|ATENDIDO|ENTENDIDO|LISTO|CIENTE|RECEBIDO|SIM)\s*#?\s*"
-    r"(\d{4})\b[\s.,:;-]*(.*)$",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SmsReply:
-    """What to answer an inbound SMS, and what it did."""
-
-    text: str
-    acknowledged: str | None = None  # alert id
 
 
 class AlertingStats:
@@ -465,28 +450,22 @@ class AlertingEngine:
             self._notify_resolved(resolved, now)
             return resolved
 
-    def handle_sms(self, from_number: str, body: str) -> SmsReply:
+    def handle_sms(self, from_number: str, body: str) -> AckReply:
         """An inbound SMS: ``OK 4821 [note]`` from a paged or responsible number acks."""
-        contact = next((c for c in self.contacts if c.phone == from_number), None)
-        lang = messages.language(contact.language if contact else None)
-        match = ACK_PATTERN.match(body or "")
-        if match is None:
-            return SmsReply(messages.reply("ack_help", lang))
-        code, note = match.group(1), match.group(2).strip()[:500]
-        alert = self.book.open_by_code(code)
-        if alert is None:
-            return SmsReply(messages.reply("ack_unknown", lang, code=code))
-        store = self.stores.get(alert.store)
-        if contact is None and store is not None:
-            lang = store.language
-        paged = {n.phone for n in self.book.notifications(alert_id=alert.id)}
-        responsible = contact is not None and (not contact.stores or alert.store in contact.stores)
-        if from_number not in paged and not responsible:
-            return SmsReply(messages.reply("ack_forbidden", lang, code=code))
-        name = contact.name if contact else from_number
-        if alert.state != ACKNOWLEDGED:
-            self.acknowledge(alert, by=contact.id if contact else from_number, via="sms", note=note)
-        return SmsReply(messages.reply("ack_ok", lang, code=code, name=name), alert.id)
+        parsed = acks.parse_sms(body)
+        if parsed is None:
+            return acks.help_reply(from_number, self.contacts)
+        code, note = parsed
+        return self.acknowledge_by_code(from_number, code, via="sms", note=note)
+
+    def acknowledge_by_code(self, sender: str, code: str, *, via: str, note: str = "") -> AckReply:
+        """Acknowledge by short code for ``sender`` (SMS reply, voice keypad)."""
+        return acks.acknowledge_by_code(
+            self.book, self.contacts, self.stores, sender, code, via=via, note=note,
+            acknowledge=lambda alert, by, how, text: self.acknowledge(
+                alert, by=by, via=how, note=text
+            ),
+        )  # fmt: skip
 
     def handle_status(self, provider_id: str, status: str, error_code: str | None) -> bool:
         """A delivery status callback; failed/undelivered fall back like a send error."""

@@ -10,7 +10,12 @@ the base an operator configures as the number's SMS webhook
 (``$COLDCHAIN_PUBLIC_URL/api/v1/webhooks/twilio/sms``). The Host header is never trusted.
 
 Without ``TWILIO_AUTH_TOKEN`` or ``COLDCHAIN_PUBLIC_URL`` nothing can be validated, and the
-webhooks answer 503 naming the missing setting rather than accept unsigned requests. A bad
+webhooks answer 503 naming the missing setting rather than accept unsigned requests.
+
+In split mode (``coldchain api`` without the engine) an SMS or keypad acknowledgement is
+written to the alert book with the same rule (:mod:`alerting.acks`); the alerting process
+re-reads each alert before its next step. Status callbacks need the engine (a failed
+delivery falls back to the next contact there) and answer 503 without it. A bad
 or missing signature is a 403. Form bodies are parsed here (no python-multipart needed)
 and capped at :data:`MAX_FORM_BYTES`.
 """
@@ -25,8 +30,9 @@ from xml.sax.saxutils import escape
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from alerting import messages
-from alerting.book import ACKNOWLEDGED
+from alerting import acks
+from alerting.acks import AckReply
+from alerting.book import Alert
 from alerting.engine import AlertingEngine
 from alerting.notifiers.twilio import gather_response, validate_signature
 from api.context import Context
@@ -121,13 +127,41 @@ def _engine(request: Request) -> AlertingEngine:
     return ctx.deps.engine
 
 
+def _acknowledge(ctx: Context, sender: str, code: str, via: str, note: str) -> AckReply:
+    """Acknowledge by code through the engine, or straight into the alert book when the
+    engine runs in another process (split mode: it re-reads each alert before a step)."""
+    engine = ctx.deps.engine
+    if engine is not None:
+        return engine.acknowledge_by_code(sender, code, via=via, note=note)
+    registry = ctx.deps.registry
+    now = ctx.deps.clock.time()
+    timeout = ctx.deps.settings.ack_timeout
+
+    def write(alert: Alert, by: str, how: str, text: str) -> Alert:
+        return ctx.book.acknowledge(alert, now, by=by, via=how, note=text, rearm_at=now + timeout)
+
+    return acks.acknowledge_by_code(
+        ctx.book, registry.contacts(), {s.id: s for s in registry.stores()}, sender, code,
+        via=via, note=note, acknowledge=write,
+    )  # fmt: skip
+
+
+def _sms_reply(ctx: Context, sender: str, body: str) -> AckReply:
+    parsed = acks.parse_sms(body)
+    if parsed is None:
+        contacts = ctx.deps.engine.contacts if ctx.deps.engine else ctx.deps.registry.contacts()
+        return acks.help_reply(sender, contacts)
+    code, note = parsed
+    return _acknowledge(ctx, sender, code, "sms", note)
+
+
 @router.post("/sms", response_class=Response, responses=_TWIML, openapi_extra=_FORM)
 async def inbound_sms(request: Request) -> Response:
     """An SMS to our number: ``OK 4821 [note]`` from a paged number acknowledges."""
     form = await _verified_form(request)
-    engine = _engine(request)
+    ctx: Context = request.app.state.context
     sender = form.get("From", "")
-    reply = await run_in_threadpool(engine.handle_sms, sender, form.get("Body", ""))
+    reply = await run_in_threadpool(_sms_reply, ctx, sender, form.get("Body", ""))
     if reply.acknowledged:
         log.info("alert %s acknowledged by SMS", reply.acknowledged)
     return Response(twiml_message(reply.text), media_type="text/xml")
@@ -156,28 +190,15 @@ async def status_callback(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _voice_ack(engine: AlertingEngine, callee: str, digits: str) -> tuple[str, str]:
+def _voice_ack(ctx: Context, callee: str, digits: str) -> tuple[str, str]:
     """Acknowledge by keypad; returns (what to say, language)."""
-    contact = next((c for c in engine.contacts if c.phone == callee), None)
-    lang = messages.language(contact.language if contact else None)
     match = _CODE.match(digits)
     if match is None:
-        return messages.reply("ack_help", lang), lang
-    code = match.group(1)
-    alert = engine.book.open_by_code(code)
-    if alert is None:
-        return messages.reply("ack_unknown", lang, code=code), lang
-    store = engine.stores.get(alert.store)
-    if contact is None or contact.language is None:
-        lang = messages.language(store.language if store else lang)
-    paged = {n.phone for n in engine.book.notifications(alert_id=alert.id)}
-    responsible = contact is not None and (not contact.stores or alert.store in contact.stores)
-    if callee not in paged and not responsible:
-        return messages.reply("ack_forbidden", lang, code=code), lang
-    if alert.state != ACKNOWLEDGED:
-        engine.acknowledge(alert, by=contact.id if contact else callee, via="voice")
-    name = contact.name if contact else callee
-    return messages.reply("ack_ok", lang, code=code, name=name), lang
+        contacts = ctx.deps.engine.contacts if ctx.deps.engine else ctx.deps.registry.contacts()
+        reply = acks.help_reply(callee, contacts)
+    else:
+        reply = _acknowledge(ctx, callee, match.group(1), "voice", "")
+    return reply.text, reply.language
 
 
 @router.post("/voice", response_class=Response, responses=_TWIML, openapi_extra=_FORM)
@@ -188,7 +209,7 @@ async def voice_gather(request: Request) -> Response:
     number must have been paged for that alert, or be a contact responsible for its store.
     """
     form = await _verified_form(request)
-    engine = _engine(request)
+    ctx: Context = request.app.state.context
     callee = form.get("To") or form.get("Called") or ""
-    text, lang = await run_in_threadpool(_voice_ack, engine, callee, form.get("Digits", ""))
+    text, lang = await run_in_threadpool(_voice_ack, ctx, callee, form.get("Digits", ""))
     return Response(gather_response(text, lang), media_type="text/xml")

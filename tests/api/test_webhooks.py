@@ -184,9 +184,40 @@ def test_webhooks_without_a_token_or_an_engine_answer_503(
     no_engine = Api(api_settings(influx_settings), influx, clock, with_engine=False)
     proxy = httpx.Client(transport=ReverseProxy(no_engine.server.url), timeout=15)
     try:
-        reply = twilio.send_inbound_sms(SMS_URL, "+50255550101", FROM, "OK 1234", http=proxy)
-        assert reply.status == 503
-        assert "alerting engine" in reply.body
+        status = twilio.send_status_callback(
+            "SM123", "delivered", STATUS_URL, to="+50255550101", from_=FROM, http=proxy
+        )
+        assert status.status == 503
+        assert "alerting engine" in status.body
     finally:
         proxy.close()
         no_engine.close()
+
+
+def test_split_mode_an_sms_reply_to_the_api_stops_the_other_process_escalation(
+    influx_settings: Settings, influx: InfluxV1, clock: ManualClock, twilio: FakeTwilioServer
+) -> None:
+    """`coldchain api` without the engine (split mode) writes the acknowledgement to the
+    alert book; the alerting process re-reads the alert before its next step."""
+    settings = api_settings(influx_settings)
+    alerting = Api(settings, influx, clock)  # plays `coldchain alerting`
+    api = Api(settings, influx, clock, with_engine=False)  # `coldchain api`, same registry
+    proxy = httpx.Client(transport=ReverseProxy(api.server.url), timeout=15)
+    try:
+        alerting.minutes(1, wic1=11.0)
+        [(to, page)] = alerting.sent()
+        code = page.split("OK ")[-1][:4]
+        reply = twilio.send_inbound_sms(SMS_URL, to, FROM, f"OK {code} ya voy", http=proxy)
+        assert reply.status == 200
+        assert "reconocida por Ana Lopez" in reply.body
+        alert = api.deps.registry.query("SELECT state, acked_by, ack_via, ack_note FROM alerts")
+        assert tuple(alert[0]) == ("acknowledged", "ana", "sms", "ya voy")
+        alerting.minutes(45, wic1=11.0)  # on-call would have been paged after 30 min
+        assert len(alerting.sent()) == 1
+        stranger = twilio.send_inbound_sms(SMS_URL, "+15550000000", FROM, f"OK {code}",
+                                           http=proxy)  # fmt: skip
+        assert "no esta autorizado" in stranger.body
+    finally:
+        proxy.close()
+        api.close()
+        alerting.close()
