@@ -14,6 +14,12 @@ entry in the same transaction, then schedules the next. Delivery happens after t
 in its own thread; pending notifications are resumed at start-up. So a restart neither
 repeats a step nor skips one (a crash between a provider accepting a message and the
 "sent" mark can, rarely, repeat that one message: docs/design/alerting.md).
+
+Chain-wide alerts (a ``pipeline_stalled``, on the reserved store
+:data:`alerting.rules.CHAIN_STORE`) follow the ``pipeline`` policy if the chain defines
+one, else :data:`PIPELINE_POLICY` (on-call only); their recipients are the contacts with
+the role whatever stores they cover, and their texts use the chain's most common store
+language and timezone (:meth:`AlertingEngine._place`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Iterable
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from alerting import acks, messages
@@ -29,7 +37,15 @@ from alerting.acks import AckReply
 from alerting.book import ACKNOWLEDGED, FIRING, Alert, AlertBook, Notification, Page
 from alerting.delivery import Delivery
 from alerting.notifiers.base import Notifier
-from alerting.rules import DOOR_OPEN, LEVELS, STORE_OUTAGE, Condition, RuleEngine, Transition
+from alerting.rules import (
+    CHAIN_STORE,
+    DOOR_OPEN,
+    LEVELS,
+    STORE_OUTAGE,
+    Condition,
+    RuleEngine,
+    Transition,
+)
 from alerting.stages import StageContext
 from alerting.stages.dedup import dedup
 from alerting.stages.group import Page as RoundPage
@@ -58,6 +74,29 @@ DEFAULT_POLICY = [
 # An acknowledged alert whose problem is still there re-escalates after this long (the
 # default of COLDCHAIN_ACK_TIMEOUT): someone said "on it" but nothing changed.
 ACK_TIMEOUT_S = 2 * 3600
+# Chain-wide alerts (a pipeline stall) when the chain has no policy called "pipeline":
+# on-call, and on-call again every hour until acknowledged. Store managers cannot fix a
+# broker, and regional management neither.
+PIPELINE_POLICY = [
+    PolicyStep(notify=["oncall"], wait=3600),
+    PolicyStep(notify=["oncall"], repeat=3600),
+]
+PIPELINE_POLICY_ID = "pipeline"
+# Resolve notes of store-level alerts a pipeline stall explained. They were no power cuts:
+# no pull-down hold follows them (alerting/stages/inhibit.py RECOVERY_HOLD_S).
+STALL_BACK_NOTE = "back to normal (during a pipeline stall)"
+STALL_REARMED_NOTE = "pipeline stall over: re-armed, pages after its normal grace"
+STALL_NOTES = frozenset({STALL_BACK_NOTE, STALL_REARMED_NOTE})
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where an alert is, as its messages need it: a store, or the whole chain."""
+
+    id: str
+    name: str
+    language: str
+    timezone: str
 
 
 class AlertingStats:
@@ -115,6 +154,10 @@ class AlertingEngine:
         self._lock = threading.RLock()
         self._version: tuple[int, int] = (-1, -1)
         self._pending_events: list[str] = []
+        # ``coldchain run`` sets this to the ingester's "MQTT connected" test; while it
+        # answers False the watchdog counts the connection down (rules.INGEST_DOWN_GRACE_S).
+        self.ingest_connected: Callable[[], bool] | None = None
+        self._ingest_down_since: float | None = None
         self.rules = RuleEngine([], [], [])
         self._load()
         base = (public_url or "").rstrip("/")
@@ -183,7 +226,19 @@ class AlertingEngine:
         """Time-based rules, due escalation steps, and retries of alert_event writes."""
         self.reload_if_changed()
         with self._lock:
-            self._apply(self.rules.tick(round(self.clock.time() * 1000)))
+            now = self.clock.time()
+            probe = self.ingest_connected
+            if probe is None or probe():
+                self._ingest_down_since = None
+            elif self._ingest_down_since is None:
+                self._ingest_down_since = now
+            down = self._ingest_down_since
+            self._apply(
+                self.rules.tick(
+                    round(now * 1000),
+                    ingest_down_since_ms=round(down * 1000) if down is not None else None,
+                )
+            )
             self._run_due()
             self._flush_events()
 
@@ -197,8 +252,16 @@ class AlertingEngine:
             existing = self.book.open_by_key(condition.key)
             if t.action == "clear":
                 if existing is not None:
-                    alert = self.book.resolve(existing, now, by="coldchain", note="back to normal")
+                    rearmed = bool(condition.explanation.get("rearmed"))
+                    note = "back to normal"
+                    if rearmed:
+                        note = STALL_REARMED_NOTE
+                    elif condition.explanation.get("during_stall"):
+                        note = STALL_BACK_NOTE
+                    alert = self.book.resolve(existing, now, by="coldchain", note=note)
                     self._event(alert, "resolved")
+                    if rearmed:
+                        continue  # still silent, so not "back": it pages after its grace
                     current = condition.explanation.get("now")
                     self._notify_resolved(
                         alert, now, current if isinstance(current, int | float) else None
@@ -208,10 +271,15 @@ class AlertingEngine:
                 alert = self.book.open(condition, now, self._policy_for(condition))
                 self.stats.opened.inc(condition.kind)
                 self._event(alert, "firing")
-            elif _stage_level(condition.stage) > _stage_level(existing.stage):
+            elif _stage_level(condition.stage) > _stage_level(existing.stage) or (
+                condition.store == CHAIN_STORE and t.action == "upgrade"
+            ):  # a chain-wide alert also records the stores it grew to explain
                 self._event(self.book.upgrade(existing, condition, now), existing.state)
 
     def _policy_for(self, condition: Condition) -> list[PolicyStep]:
+        if condition.store == CHAIN_STORE:
+            chain = self.policies.get(PIPELINE_POLICY_ID)
+            return list(chain.steps) if chain else list(PIPELINE_POLICY)
         store = self.stores.get(condition.store)
         for name in (
             self.asset_policy.get(condition.asset or ""),
@@ -238,7 +306,9 @@ class AlertingEngine:
             recovering={
                 a.store: a.resolved_at
                 for a in recent
-                if a.resolved_at is not None and now - a.resolved_at < RECOVERY_HOLD_S
+                if a.resolved_at is not None
+                and now - a.resolved_at < RECOVERY_HOLD_S
+                and a.resolve_note not in STALL_NOTES  # the store had power all along
             },
             doors_closed={
                 a.asset: a.resolved_at
@@ -275,7 +345,7 @@ class AlertingEngine:
                 self._park(alert, now)
                 return []
         step = steps[min(index, len(steps) - 1)]
-        store = self.stores.get(alert.store)
+        store = self._place(alert.store)
         if store is None:
             self._park(alert, now)
             return []
@@ -329,11 +399,29 @@ class AlertingEngine:
             purpose="page", detail={"step": alert.step, "reason": "escalation chain finished"},
         )  # fmt: skip
 
+    def _place(self, store_id: str) -> Place | None:
+        """The store an alert is in, or for chain-wide alerts the chain: named "central",
+        in the most common store language and timezone (ties: alphabetical)."""
+        store = self.stores.get(store_id)
+        if store is not None:
+            return Place(store.id, store.name, store.language, store.timezone)
+        if store_id != CHAIN_STORE:
+            return None
+        stores = list(self.stores.values())
+
+        def most_common(values: list[str], default: str) -> str:
+            tally = Tally(sorted(values))
+            return max(tally, key=lambda v: tally[v]) if tally else default
+
+        lang = messages.language(most_common([s.language for s in stores], "es"))
+        zone = most_common([s.timezone for s in stores], "UTC")
+        return Place(CHAIN_STORE, messages.chain_name(lang), lang, zone)
+
     def _recipients(self, step: PolicyStep, store: str) -> list[tuple[Contact, str]]:
         wanted = set(step.notify)
         out: list[tuple[Contact, str]] = []
         for contact in self.contacts:
-            if contact.stores and store not in contact.stores:
+            if contact.stores and store not in contact.stores and store != CHAIN_STORE:
                 continue
             if contact.id in wanted or wanted & set(contact.roles):
                 out.append((contact, step.channel or contact.channel))
@@ -342,7 +430,8 @@ class AlertingEngine:
     def _merge(self, bundle: list[RoundPage], now: float) -> None:
         keep = bundle[0]
         alerts = [self.book.get(p.alert_id) for p in bundle]
-        store = self.stores[keep.store]
+        store = self._place(keep.store)
+        assert store is not None  # pages are only made for places that exist
         note = next(n for n in self.book.notifications(alert_id=keep.alert_id)
                     if n.id == keep.notification_id)  # fmt: skip
         body = messages.page(
@@ -372,7 +461,7 @@ class AlertingEngine:
         )
 
     def _notify_resolved(self, alert: Alert, now: float, current: float | None = None) -> None:
-        store = self.stores.get(alert.store)
+        store = self._place(alert.store)
         if store is None:
             return
         paged: dict[tuple[str, str], Notification] = {}
@@ -412,7 +501,7 @@ class AlertingEngine:
             backup = next(
                 (c for c in self.contacts
                  if c.id not in already and roles & set(c.roles)
-                 and (not c.stores or note.store in c.stores)),
+                 and (not c.stores or note.store in c.stores or note.store == CHAIN_STORE)),
                 None,
             )  # fmt: skip
             if backup is not None:

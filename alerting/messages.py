@@ -1,7 +1,8 @@
 """Alert texts: short, GSM-7, in the store's language (es, pt, en) and timezone.
 
 A store manager reads these on a basic phone at 3 a.m.: the store, the unit, the
-temperature against its limit, since when, and how to acknowledge. Every text passes
+temperature against its limit, since when, and how to acknowledge. Chain-wide alerts (a
+pipeline stall) are headed "central" instead of a store name and go to on-call. Every text passes
 through :func:`alerting.notifiers.gsm.to_gsm7`, so one accent never turns a 160-character
 SMS into three UCS-2 segments.
 """
@@ -35,6 +36,13 @@ _T: dict[str, dict[str, str]] = {
         ),
         "low_battery": "{asset}: bateria baja {value}% en {sensor}",
         "sensor_fault": "{asset}: falla del sensor {sensor} ({code_name})",
+        "chain": "central",
+        "pipeline_stalled": (
+            "ingesta detenida: {down} de {total} tiendas sin datos desde {since}, ultima "
+            "lectura {last} (broker, ingestor o red?)"
+        ),
+        "pipeline_mqtt": "ingestor sin conexion al broker MQTT desde {since}",
+        "ok_pipeline_stalled": "datos de las tiendas llegan de nuevo",
         "resolved": "RESUELTO {what} a las {at}",
         "ack_ok": "Alerta {code} reconocida por {name}. Gracias.",
         "ack_unknown": "Codigo {code} no encontrado o ya cerrado.",
@@ -65,6 +73,13 @@ _T: dict[str, dict[str, str]] = {
         ),
         "low_battery": "{asset}: bateria fraca {value}% em {sensor}",
         "sensor_fault": "{asset}: falha do sensor {sensor} ({code_name})",
+        "chain": "central",
+        "pipeline_stalled": (
+            "ingestao parada: {down} de {total} lojas sem dados desde {since}, ultima "
+            "leitura {last} (broker, ingestor ou rede?)"
+        ),
+        "pipeline_mqtt": "ingestor sem conexao ao broker MQTT desde {since}",
+        "ok_pipeline_stalled": "dados das lojas chegam de novo",
         "resolved": "RESOLVIDO {what} as {at}",
         "ack_ok": "Alerta {code} reconhecido por {name}. Obrigado.",
         "ack_unknown": "Codigo {code} nao encontrado ou ja encerrado.",
@@ -93,6 +108,13 @@ _T: dict[str, dict[str, str]] = {
         "store_outage": "{down} of {total} devices offline since {since} (power or network cut?)",
         "low_battery": "{asset}: low battery {value}% on {sensor}",
         "sensor_fault": "{asset}: sensor {sensor} fault ({code_name})",
+        "chain": "central",
+        "pipeline_stalled": (
+            "ingestion stalled: {down} of {total} stores silent since {since}, last reading "
+            "{last} (broker, ingester or network?)"
+        ),
+        "pipeline_mqtt": "ingester cut off from the MQTT broker since {since}",
+        "ok_pipeline_stalled": "store data arriving again",
         "resolved": "RESOLVED {what} at {at}",
         "ack_ok": "Alert {code} acknowledged by {name}. Thank you.",
         "ack_unknown": "Code {code} not found or already closed.",
@@ -142,6 +164,11 @@ def language(lang: str | None) -> str:
     return lang if lang in _T else "es"
 
 
+def chain_name(lang: str) -> str:
+    """What chain-wide alerts are headed with instead of a store name."""
+    return _T[language(lang)]["chain"]
+
+
 def _num(value: object) -> str:
     if isinstance(value, int | float) and math.isfinite(value):
         return f"{value:.1f}".rstrip("0").rstrip(".")
@@ -181,6 +208,16 @@ def describe(alert: AlertText, lang: str, zone: str) -> str:
     if kind == "store_outage":
         return t["store_outage"].format(
             down=_num(alert.value).split(".")[0], total=_num(alert.limit).split(".")[0], since=since
+        )
+    if kind == "pipeline_stalled":
+        if alert.explanation.get("cause") == "mqtt_disconnected":
+            return t["pipeline_mqtt"].format(since=since)
+        last = alert.explanation.get("last_reading_ms")
+        return t["pipeline_stalled"].format(
+            down=_num(alert.value).split(".")[0],
+            total=_num(alert.limit).split(".")[0],
+            since=since,
+            last=_clock(last / 1000, zone) if isinstance(last, int | float) else "?",
         )
     if kind == "sensor_fault":
         code = str(alert.explanation.get("code", ""))

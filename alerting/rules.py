@@ -30,6 +30,17 @@ Temperature rules (DESIGN.md §4, docs/design/alerting.md):
   code ``stuck`` (a working probe in a cycling unit never is);
 - a sustained rise faster than the profile's rate, near the limit and outside defrost, is
   an early *rising* stage of the same temperature problem.
+
+Pipeline watchdog (DESIGN.md §5, docs/design/alerting.md "Pipeline stalls"): when many
+stores fall silent together the problem is central (broker, ingester, the server's
+network), not theirs. ``pipeline_stalled`` is one chain-wide condition, on the reserved
+store :data:`CHAIN_STORE`, that fires when at least :data:`STALL_MIN_STORES` stores and
+:data:`STALL_SHARE` of the stores reporting in the hour before went quiet within
+:data:`STALL_SPREAD_S` of each other (or when the ingester reports its MQTT connection
+down for :data:`INGEST_DOWN_GRACE_S`). The store-level silence alerts it explains are held
+by ``alerting/stages/inhibit.py``; when most of its stores report again it clears, and the
+silence rules of the stores still silent are re-armed from that moment, so they page after
+their normal grace, not for the stall.
 """
 
 from __future__ import annotations
@@ -58,6 +69,16 @@ DEVICE_OFFLINE = "device_offline"
 STORE_OUTAGE = "store_outage"
 LOW_BATTERY = "low_battery"
 SENSOR_FAULT = "sensor_fault"
+PIPELINE_STALLED = "pipeline_stalled"  # chain-wide: readings stopped from many stores
+# The kinds a pipeline stall explains (and holds): they are what a central stall looks
+# like from each store.
+SILENCE_KINDS = frozenset({SENSOR_SILENT, DEVICE_OFFLINE, STORE_OUTAGE})
+
+# The reserved store id of chain-wide alerts (``alerts.store`` is NOT NULL, and messages,
+# recipients and policies are per store). It can never be a real store: chain ids start
+# with a letter or digit. Its alerts page roles regardless of their contacts' store scope,
+# speak the chain's most common store language, and are invisible to store-scoped API keys.
+CHAIN_STORE = "*"
 
 WARNING, CRITICAL = "warning", "critical"
 LEVELS = {"rising": 1, WARNING: 2, CRITICAL: 3}
@@ -91,6 +112,30 @@ OUTAGE_SHARE = 0.5
 # Wi-Fi device offline for a minute or two. Too short pages on blips; too long delays the
 # one message that matters during a real power cut.
 OUTAGE_GRACE_S = 2 * 60
+# Pipeline watchdog. A store is quiet when none of its sensors has reported for this many
+# times its shortest reporting interval. It must stay under the silence rule's
+# SILENT_INTERVALS (3): a stall has to be recognised before the stores' own sensor-silent
+# alerts fire and page (1.5x leaves half an interval to spare, as every sensor last
+# reported less than one interval before the stall). Lower and one late reading makes a
+# store "quiet" (harmless alone: the chain-wide rule needs many stores at once).
+STALL_QUIET_INTERVALS = 1.5
+# A stall needs at least this many quiet stores ... With fewer, a chain cannot tell its
+# pipeline from two stores' own outages, and paging their managers is the safe mistake.
+STALL_MIN_STORES = 3
+# ... and at least this share of the stores that reported in the hour before the stall
+# (STALL_REPORTING_S). Lower and a regional power cut reads as a pipeline stall (managers
+# not paged); higher and a stall that spares a few stores (one region's link is fine) is
+# paged to every other store's manager.
+STALL_SHARE = 0.5
+STALL_REPORTING_S = 60 * 60
+# ... all of which went quiet within this of each other ("at once"). It must exceed the
+# slowest reporting interval that should be covered (stores whose sensors all report every
+# 20 min are not); wider and unrelated outages minutes apart add up to a "stall".
+STALL_SPREAD_S = 10 * 60
+# The ingester's MQTT connection down this long is a stall at once, whatever the stores
+# say (paho reconnects within seconds after a broker restart). Shorter pages on-call for a
+# broker restart; longer leaves the readings-based rule to notice first.
+INGEST_DOWN_GRACE_S = 2 * 60
 # A jump faster than this between two readings is physically implausible for air in a
 # refrigerated unit (research §C.8: reject > 3 K/min for walk-in air; long 1-Wire runs
 # pick up 5-15 K spikes): the reading waits for the next one to confirm it. Too low and a
@@ -231,6 +276,16 @@ class _SensorState:
     episode_tainted: bool = False  # it became (part of) an alert: never learned from
     learned_defrost: str | None = None  # the learned window the last reading was in
     silent: bool = False
+    store_slot: int = 0  # index of the store in the per-store arrays
+
+
+@dataclass(slots=True)
+class _Stall:
+    """The open pipeline stall: its condition and the stores it explains."""
+
+    condition: Condition
+    since: float  # the last reading heard from its stores (or the MQTT disconnection)
+    stores: npt.NDArray[np.bool_]  # per store index: explained by this stall
 
 
 class _Defrosts:
@@ -428,6 +483,27 @@ class RuleEngine:
         self.device_offline_fired: set[str] = set()
         self.store_outage: set[str] = set()
         self.active: dict[str, Condition] = {}
+        self._init_watchdog()
+
+    def _init_watchdog(self) -> None:
+        """Per store, for the pipeline watchdog: the newest reading from any of its
+        sensors (updated in observe, O(1)), and how long without one makes it quiet."""
+        self._slot_store = self._device_store[self._slot_device]
+        for state in self._slots:
+            state.store_slot = self._store_index[state.store]
+        self._store_last: npt.NDArray[np.float64] = np.full(len(self._store_ids), np.nan)
+        self._store_quiet_after = np.full(len(self._store_ids), np.inf)
+        np.minimum.at(
+            self._store_quiet_after,
+            self._slot_store,
+            np.array([s.interval_s * STALL_QUIET_INTERVALS for s in self._slots]),
+        )
+        self.stall: _Stall | None = None
+        # After a stall: silence is counted from here for the sensors it re-armed (None
+        # when no re-arm is pending), and device-offline grace from here per device.
+        self._silence_from: npt.NDArray[np.float64] | None = None
+        self._silence_from_until = 0.0
+        self._offline_grace_from: dict[str, float] = {}
 
     # -- observations -----------------------------------------------------------------
 
@@ -455,6 +531,8 @@ class RuleEngine:
         seen = self._last_seen[slot]
         if np.isnan(seen) or ts > seen:
             self._last_seen[slot] = ts
+            if not ts <= self._store_last[state.store_slot]:  # also when NaN
+                self._store_last[state.store_slot] = ts
         if state.silent:
             state.silent = False
             self._silent[slot] = False
@@ -841,6 +919,7 @@ class RuleEngine:
             self._device_offline[index] = not online
         if online:
             self.device_offline_since.pop(device, None)
+            self._offline_grace_from.pop(device, None)
             if device in self.device_offline_fired:
                 self.device_offline_fired.discard(device)
                 self._clear(f"{DEVICE_OFFLINE}:{device}", ts, out)
@@ -851,13 +930,23 @@ class RuleEngine:
 
     # -- time -------------------------------------------------------------------------
 
-    def tick(self, now_ms: int) -> list[Transition]:
-        """Everything that happens by time alone, up to ``now_ms``."""
+    def tick(self, now_ms: int, *, ingest_down_since_ms: int | None = None) -> list[Transition]:
+        """Everything that happens by time alone, up to ``now_ms``.
+
+        ``ingest_down_since_ms``: when the ingester's MQTT connection went down, if it is
+        down now (``coldchain run`` knows; None elsewhere).
+        """
         now = now_ms / 1000.0
         out: list[Transition] = []
         seen = self._last_seen
+        counted_from = seen
+        if self._silence_from is not None:
+            if now > self._silence_from_until:
+                self._silence_from = None  # every re-armed sensor reported or fired again
+            else:
+                counted_from = np.fmax(seen, self._silence_from)
         with np.errstate(invalid="ignore"):
-            overdue = (now - seen) > self._silence_after
+            overdue = (now - counted_from) > self._silence_after
         newly = np.flatnonzero(overdue & ~self._silent)
         for slot in newly:
             s = self._slots[int(slot)]
@@ -881,7 +970,8 @@ class RuleEngine:
             if store is None or device in self.device_offline_fired:
                 continue
             weight, weight_text = self._weight(store, now)
-            if (now - since) * weight >= OFFLINE_GRACE_S:
+            start = max(since, self._offline_grace_from.get(device, since))
+            if (now - start) * weight >= OFFLINE_GRACE_S:
                 self.device_offline_fired.add(device)
                 self._fire(
                     Condition(f"{DEVICE_OFFLINE}:{device}", DEVICE_OFFLINE, WARNING, WARNING,
@@ -891,6 +981,8 @@ class RuleEngine:
                     out,
                 )  # fmt: skip
         self._outage_check(now, out)
+        down_since = ingest_down_since_ms / 1000.0 if ingest_down_since_ms is not None else None
+        self._stall_check(now, down_since, out)
         return out
 
     def _down_mask(self) -> npt.NDArray[np.bool_]:
@@ -937,7 +1029,121 @@ class RuleEngine:
                 )  # fmt: skip
             elif clearing[index] and store in self.store_outage:
                 self.store_outage.discard(store)
-                self._clear(key, now, out)
+                # Back while a stall explains it: not a power cut, so no pull-down hold.
+                during = self.stall is not None and bool(self.stall.stores[index])
+                self._clear(key, now, out, extra={"during_stall": True} if during else None)
+
+    # -- pipeline watchdog --------------------------------------------------------------
+
+    def _stall_check(self, now: float, ingest_down: float | None, out: list[Transition]) -> None:
+        """Vectorised over stores: open, extend or clear the chain-wide stall."""
+        last = self._store_last
+        known = ~np.isnan(last)
+        with np.errstate(invalid="ignore"):
+            quiet = known & ((now - last) > self._store_quiet_after)
+        if self.stall is None:
+            if ingest_down is not None and now - ingest_down >= INGEST_DOWN_GRACE_S:
+                self._open_stall(known, ingest_down, now, "mqtt_disconnected", out)
+                return
+            if int(np.count_nonzero(quiet)) < STALL_MIN_STORES:
+                return
+            newest = float(np.max(last[quiet]))
+            cluster = quiet & (last >= newest - STALL_SPREAD_S)
+            reporting = known & (last >= newest - STALL_REPORTING_S)
+            stalled = int(np.count_nonzero(cluster))
+            if stalled >= STALL_MIN_STORES and stalled >= STALL_SHARE * np.count_nonzero(reporting):
+                self._open_stall(cluster, newest, now, "silence", out)
+            return
+        stall = self.stall
+        # Stores that fell quiet with the stall, later than it (slower reporters): it
+        # explains them too.
+        joining = quiet & ~stall.stores & (last >= stall.since - STALL_SPREAD_S)
+        if joining.any():
+            stall.stores = stall.stores | joining
+            stall.condition = self._stall_condition(stall.stores, stall.since, stall.condition)
+            self.active[stall.condition.key] = stall.condition
+            out.append(Transition("upgrade", stall.condition, round(now * 1000)))
+        with np.errstate(invalid="ignore"):
+            back = stall.stores & (last > stall.since)
+        members = int(np.count_nonzero(stall.stores))
+        still = members - int(np.count_nonzero(back))
+        if ingest_down is None and (members == 0 or still < STALL_SHARE * members):
+            self._close_stall(now, out)
+
+    def _stall_condition(
+        self, stores: npt.NDArray[np.bool_], since: float, previous: Condition | None = None,
+        cause: str = "silence",
+    ) -> Condition:  # fmt: skip
+        last = self._store_last
+        known = ~np.isnan(last)
+        reporting = known & (last >= since - STALL_REPORTING_S)
+        total = int(np.count_nonzero(reporting | stores))
+        ids = [self._store_ids[int(i)] for i in np.flatnonzero(stores)]
+        newest = float(np.max(last[known])) if known.any() else since
+        cause = str(previous.explanation.get("cause", cause)) if previous else cause
+        rule = (
+            f"the ingester's MQTT connection down >= {INGEST_DOWN_GRACE_S // 60} min"
+            if cause == "mqtt_disconnected"
+            else f">= {STALL_MIN_STORES} stores and >= {STALL_SHARE:.0%} of the stores "
+            f"reporting in the hour before went quiet within {STALL_SPREAD_S // 60} min"
+        )
+        explanation: dict[str, Any] = {
+            "cause": cause,
+            "stores": ids,
+            "stalled": len(ids),
+            "reporting": total,
+            "last_reading_ms": round(newest * 1000),
+            "rule": rule,
+        }
+        return Condition(
+            f"{PIPELINE_STALLED}:{CHAIN_STORE}", PIPELINE_STALLED, CRITICAL, CRITICAL,
+            CHAIN_STORE, None, None, None, round(since * 1000), float(len(ids)), float(total),
+            explanation,
+        )  # fmt: skip
+
+    def _open_stall(
+        self, stores: npt.NDArray[np.bool_], since: float, now: float, cause: str,
+        out: list[Transition],
+    ) -> None:  # fmt: skip
+        condition = self._stall_condition(stores, since, cause=cause)
+        self.stall = _Stall(condition, since, stores.copy())
+        self._fire(condition, now, out)
+
+    def _close_stall(self, now: float, out: list[Transition]) -> None:
+        """Most stores report again: clear, and re-arm the stores still silent, so that
+        they page after their normal grace from now, not for the stall."""
+        assert self.stall is not None
+        stores, self.stall = self.stall.stores, None
+        self._clear(f"{PIPELINE_STALLED}:{CHAIN_STORE}", now, out)
+        rearmed = {"rearmed": True}
+        slots = stores[self._slot_store]
+        for slot in np.flatnonzero(slots & self._silent):  # only sensors still silent
+            state = self._slots[int(slot)]
+            state.silent = False
+            self._silent[slot] = False
+            self._clear(f"{SENSOR_SILENT}:{state.sensor}", now, out, extra=rearmed)
+        rearm = slots & ~np.isnan(self._last_seen)
+        if rearm.any():
+            if self._silence_from is None:
+                self._silence_from = np.full(len(self._slots), np.nan)
+            self._silence_from[rearm] = now
+            self._silence_from_until = max(
+                self._silence_from_until, now + float(np.max(self._silence_after[rearm]))
+            )
+        for device in list(self.device_offline_since):
+            store = self.device_store.get(device)
+            if store is None or not stores[self._store_index[store]]:
+                continue
+            self._offline_grace_from[device] = now
+            if device in self.device_offline_fired:
+                self.device_offline_fired.discard(device)
+                self._clear(f"{DEVICE_OFFLINE}:{device}", now, out, extra=rearmed)
+        for index in np.flatnonzero(stores):
+            store = self._store_ids[int(index)]
+            self._outage_since.pop(store, None)
+            if store in self.store_outage:
+                self.store_outage.discard(store)
+                self._clear(f"{STORE_OUTAGE}:{store}", now, out, extra=rearmed)
 
     # -- restart and manual resolution -------------------------------------------------
 
@@ -955,7 +1161,11 @@ class RuleEngine:
         self.active[c.key] = c
         state = self.states.get(c.sensor or "")
         since = c.since_ms / 1000.0
-        if c.kind == STORE_OUTAGE:
+        if c.kind == PIPELINE_STALLED:
+            members = set(c.explanation.get("stores") or [])
+            mask = np.array([s in members for s in self._store_ids], dtype=bool)
+            self.stall = _Stall(c, since, mask)
+        elif c.kind == STORE_OUTAGE:
             self.store_outage.add(c.store)
         elif c.kind == DEVICE_OFFLINE and c.device is not None:
             self.device_offline_fired.add(c.device)
@@ -976,6 +1186,8 @@ class RuleEngine:
         elif c.kind == SENSOR_SILENT:
             state.silent = True
             self._silent[state.slot] = True
+            if np.isnan(self._last_seen[state.slot]):  # so a re-arm can count from it
+                self._last_seen[state.slot] = since
         elif c.kind == LOW_BATTERY:
             state.battery_low = True
         elif c.kind == SENSOR_FAULT and c.explanation.get("code") == STUCK:
@@ -992,7 +1204,9 @@ class RuleEngine:
         if c is None:
             return
         state = self.states.get(c.sensor or "")
-        if c.kind == STORE_OUTAGE:
+        if c.kind == PIPELINE_STALLED:
+            self.stall = None  # still stalled: the next tick opens it again
+        elif c.kind == STORE_OUTAGE:
             self.store_outage.discard(c.store)
         elif c.kind == DEVICE_OFFLINE and c.device is not None:
             self.device_offline_fired.discard(c.device)
@@ -1030,6 +1244,7 @@ class RuleEngine:
         out: list[Transition],
         sensor: str | None = None,
         value: float | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         condition = self.active.get(key)
         if condition is None:
@@ -1042,6 +1257,8 @@ class RuleEngine:
         del self.active[key]
         if value is not None:  # the clearing reading, for the "back to normal" message
             condition = replace(condition, explanation={**condition.explanation, "now": value})
+        if extra:  # how it cleared (a pipeline stall explained it, or re-armed it)
+            condition = replace(condition, explanation={**condition.explanation, **extra})
         out.append(Transition("clear", condition, round(ts * 1000)))
 
 

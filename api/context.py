@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from alerting.book import AlertBook
 from alerting.engine import AlertingEngine
+from api.latest import LatestCache
 from core.clock import Clock
 from core.influx import TimeSeriesStore
 from core.metrics import Counter, Histogram
@@ -46,6 +47,8 @@ class ApiDeps:
             renders (share the stack's registry to expose ingest and alerting counters).
         ingest_stats: The ingester's counters, for ``/api/v1/health/ingest``.
         mqtt_ready: True while the ingester is connected to the broker (``/readyz``).
+        latest: The latest-value cache ingest feeds when it runs in this process
+            (``/readings/latest`` is then served from memory; see :mod:`api.latest`).
     """
 
     settings: Settings
@@ -56,6 +59,7 @@ class ApiDeps:
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     ingest_stats: IngestStats | None = None
     mqtt_ready: Callable[[], bool] | None = None
+    latest: LatestCache | None = None
 
 
 class ApiStats:

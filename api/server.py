@@ -23,6 +23,7 @@ import uvicorn
 
 from api.app import create_app
 from api.context import ApiDeps
+from api.latest import LatestCache
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,9 @@ class ApiServer:
         self._error: BaseException | None = None
 
     @classmethod
-    def for_stack(cls, stack: Any) -> ApiServer:
-        """The API of a ``coldchain.compose.Stack`` (``coldchain run``) on ``api_bind``."""
+    def for_stack(cls, stack: Any, latest: LatestCache | None = None) -> ApiServer:
+        """The API of a ``coldchain.compose.Stack`` (``coldchain run``) on ``api_bind``,
+        serving latest readings from ``latest`` when the stack's ingest feeds it."""
         ingester = stack.ingester
         deps = ApiDeps(
             settings=stack.settings,
@@ -59,6 +61,7 @@ class ApiServer:
             metrics=stack.metrics,
             ingest_stats=ingester.stats,
             mqtt_ready=ingester.source.connected.is_set,
+            latest=latest,
         )
         host, port = stack.settings.api_host_port
         return cls(deps, host, port)

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "ingest": "bench.ingest",
     "alerting": "bench.alerting",
     "simulate": "bench.simulate",
+    "api": "bench.api",
 }
 
 

@@ -159,9 +159,19 @@ def build_stack(
         metrics=metrics,
     )
     pump = ObservationPump(engine)
+    # Ingest hands each durable batch to every one of these, in order: the API's
+    # latest-value cache (added by _api_server; cheap, never blocks), then alerting.
+    handoff: list[Callable[[list[Observation]], None]] = [pump.put]
+
+    def hand_off(batch: list[Observation]) -> None:
+        for sink in handoff:
+            sink(batch)
+
     ingester = Ingester(
-        settings, Registry(settings.db), influx, clock, metrics=metrics, on_durable=pump.put
+        settings, Registry(settings.db), influx, clock, metrics=metrics, on_durable=hand_off
     )
+    # The pipeline watchdog: MQTT down for 2 min is a stall (docs/design/alerting.md).
+    engine.ingest_connected = ingester.source.connected.is_set
     stack = Stack(
         settings=settings,
         clock=clock,
@@ -174,15 +184,22 @@ def build_stack(
         ingester=ingester,
     )
     if with_api:
-        stack.api = _api_server(stack)
+        stack.api = _api_server(stack, handoff)
     return stack
 
 
-def _api_server(stack: Stack) -> Any:
-    """The API server if the api package provides one (issue 5), else None."""
+def _api_server(stack: Stack, handoff: list[Callable[[list[Observation]], None]]) -> Any:
+    """The API server if the api package provides one (issue 5), else None.
+
+    Its ``/readings/latest`` is served from a latest-value cache fed by this process's
+    ingest (api/latest.py says why and when that is exact).
+    """
     try:
+        from api.latest import LatestCache
         from api.server import ApiServer  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         log.info("API not available in this build; running ingest and alerting only")
         return None
-    return ApiServer.for_stack(stack)
+    cache = LatestCache()
+    handoff.insert(0, cache.observe)
+    return ApiServer.for_stack(stack, latest=cache)

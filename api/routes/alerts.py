@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from alerting.book import ACKNOWLEDGED, RESOLVED, Alert, Notification
+from alerting.rules import CHAIN_STORE
 from alerting.weights import WeightCalendar
 from api.auth import Anyone, Principal, Responder, Silencer
 from api.context import Context, Ctx
@@ -83,7 +84,8 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=MAX_ALERTS_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> AlertPage:
-    """Alerts, newest first, filtered; a manager's key sees its stores only."""
+    """Alerts, newest first, filtered; a manager's key sees its stores only (so not the
+    chain-wide ones, whose store is ``*``: those are on-call's)."""
     where: list[str] = []
     args: list[Any] = []
     if store is not None:
@@ -115,6 +117,8 @@ def _visible_alert(ctx: Context, who: Principal, alert_id: str) -> Alert:
 
 
 def _weight(ctx: Context, store: str, at: float) -> str:
+    if store == CHAIN_STORE:
+        return "x1 (chain-wide alert: no store calendar)"
     try:
         return WeightCalendar(ctx.deps.registry.store(store)).at(at).explain()
     except NotFound:

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from api.auth import Anyone, Principal
-from api.context import Ctx
+from api.context import Context, Ctx
 from api.errors import Unprocessable, responses
+from api.latest import Entry
 from api.schemas import (
     ID_PATTERN,
     SENSOR_ID_PATTERN,
@@ -88,8 +89,10 @@ def latest(
 ) -> Response:
     """The last value of every quantity of every active sensor of a store.
 
-    One InfluxQL statement over the five measurements, grouped by sensor; sensors that
-    have not reported within the look-back window are listed with no readings.
+    Served from the latest-value cache when ingest runs in this process (``coldchain
+    run``; see :mod:`api.latest`), else by one InfluxQL statement over the five
+    measurements, grouped by sensor. Sensors that have not reported within the look-back
+    window are listed with no readings.
     """
     who.check_store(store)
     registry = ctx.deps.registry
@@ -97,20 +100,20 @@ def latest(
     assets = {a.id: a for a in registry.assets(store)}
     sensors = registry.sensors_with_state(assets=assets)
     since = ctx.deps.clock.time() - LATEST_LOOKBACK_S
-    series = ctx.deps.influx.query(
-        f'SELECT last("value") FROM {_ALL} WHERE "store" = $store AND time > {_ns(since)} '
-        'GROUP BY "sensor"',
-        {"store": store},
-    )
-    found: dict[str, dict[Quantity, LatestValue]] = {}
-    for s in series:
-        sensor = s.tags.get("sensor")
-        if sensor is None or not s.values or s.values[0][1] is None:
-            continue
-        ts_ms, value = s.values[0][0], s.values[0][1]
-        found.setdefault(sensor, {})[Quantity(s.name)] = LatestValue(
-            time=utc_required(ts_ms / 1000), value=float(value)
-        )
+    cache = ctx.deps.latest
+    if cache is not None and cache.primed(store):
+        values = cache.latest(store, _ns(since))
+    else:
+        values = _query_latest(ctx, store, since)
+        if cache is not None:
+            cache.prime(store, values)
+    found = {
+        sensor: {
+            quantity: LatestValue(time=utc_required(ts_ms / 1000), value=value)
+            for quantity, (ts_ms, value) in quantities.items()
+        }
+        for sensor, quantities in values.items()
+    }
     out = LatestOut(
         store=store,
         since=utc_required(since),
@@ -125,6 +128,25 @@ def latest(
         ],
     )
     return _json(out)
+
+
+def _query_latest(ctx: Context, store: str, since: float) -> dict[str, dict[Quantity, Entry]]:
+    """The newest (ms, value) per sensor and quantity of ``store`` after ``since``."""
+    series = ctx.deps.influx.query(
+        f'SELECT last("value") FROM {_ALL} WHERE "store" = $store AND time > {_ns(since)} '
+        'GROUP BY "sensor"',
+        {"store": store},
+    )
+    found: dict[str, dict[Quantity, Entry]] = {}
+    for s in series:
+        sensor = s.tags.get("sensor")
+        if sensor is None or not s.values or s.values[0][1] is None:
+            continue
+        found.setdefault(sensor, {})[Quantity(s.name)] = (
+            int(s.values[0][0]),
+            float(s.values[0][1]),
+        )
+    return found
 
 
 @router.get("/readings", response_model=HistoryOut, responses=responses(401, 403, 404, 503))

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from alerting.engine import PIPELINE_POLICY
+from alerting.rules import CHAIN_STORE, PIPELINE_STALLED, Condition
 from core.clock import ManualClock
 from core.influx import InfluxV1
 from core.settings import Settings
@@ -99,6 +101,31 @@ def test_listing_filters_and_pages(api: Api) -> None:
     assert oncall.get("/api/v1/alerts", params={"state": "resolved"}).json()["items"] == []
     for bad in ({"limit": 501}, {"limit": 0}, {"state": "open"}, {"kind": "DROP TABLE"}):
         assert oncall.get("/api/v1/alerts", params=bad).status_code == 422, bad
+
+
+def test_a_chain_wide_alert_is_for_oncall_not_for_store_managers(api: Api) -> None:
+    """A pipeline stall lives on the reserved store "*": managers' keys, scoped to their
+    stores, neither list nor open it; on-call and admin do."""
+    assert api.engine is not None
+    stall = api.engine.book.open(
+        Condition(f"{PIPELINE_STALLED}:{CHAIN_STORE}", PIPELINE_STALLED, "critical",
+                  "critical", CHAIN_STORE, None, None, None,
+                  round(api.clock.time() * 1000), 2.0, 2.0,
+                  {"cause": "silence", "stores": ["s042", "s043"], "stalled": 2}),
+        api.clock.time(),
+        PIPELINE_POLICY,
+    )  # fmt: skip
+    for role in ("oncall", "admin"):
+        listed = api.client(role).get("/api/v1/alerts").json()["items"]
+        assert [(a["id"], a["store"]) for a in listed] == [(stall.id, "*")]
+        detail = api.client(role).get(f"/api/v1/alerts/{stall.id}").json()
+        assert detail["weight_now"] == "x1 (chain-wide alert: no store calendar)"
+        assert [s["notify"] for s in detail["policy"]] == [["oncall"], ["oncall"]]
+    manager = api.client("manager")
+    assert manager.get("/api/v1/alerts").json()["items"] == []
+    assert manager.get("/api/v1/alerts", params={"kind": PIPELINE_STALLED}).json()["items"] == []
+    assert manager.get(f"/api/v1/alerts/{stall.id}").status_code == 403
+    assert manager.post(f"/api/v1/alerts/{stall.id}/ack", json={"note": "x"}).status_code == 403
 
 
 def test_a_maintenance_window_holds_pages(api: Api) -> None:

@@ -1,0 +1,108 @@
+"""The latest value of every sensor and quantity, kept in memory for ``/readings/latest``.
+
+Why: on this machine's InfluxDB 1.6.7, ``last("value")`` over the five measurements of a
+store (100 sensors, 300-500 series) costs 30-60 ms at p50 and over 100 ms at p99 whatever
+the look-back (a 10-minute one still pays ~0.1 ms per series); the target is 20 ms p99
+(DESIGN.md §7, docs/performance.md). In ``coldchain run`` ingest runs in the same process
+and already hands every durable observation to alerting, so the API can know the latest
+values without asking InfluxDB.
+
+How it stays equal to what the query would answer:
+
+- **Fed after durability**: :meth:`LatestCache.observe` receives the batches ingest hands
+  on once written (or spooled), keyed by the ``store`` and ``sensor`` tags the points were
+  written with, so a moved sensor's readings stay under the store that took them.
+- **Newest wins**: a late or out-of-order reading only replaces an older one; at the same
+  timestamp the later write wins, as InfluxDB overwrites a point.
+- **Primed per store**: the first request for a store runs the InfluxDB query once and
+  merges its answer (newest wins again, so readings arriving meanwhile are not lost);
+  from then on the store is served from memory. Sensors silent for the whole look-back
+  are simply absent, as in the query.
+- The look-back window is applied when reading, exactly as the query's ``time >``.
+
+Limits (documented in docs/performance.md): only what *this* process writes after a store
+was primed is seen; run ``coldchain api`` standalone (no cache) if other writers fill the
+same database. Memory is one small tuple per (store, sensor, quantity) ever reported: about
+100 bytes each, ~50 MB at 100k sensors reporting five quantities.
+
+The API finds the cache in ``ApiDeps.latest`` (set by ``ApiServer.for_stack``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from core.types import Quantity
+
+# One reading: (epoch milliseconds, value).
+Entry = tuple[int, float]
+# sensor -> quantity -> newest entry
+StoreValues = dict[str, dict[Quantity, Entry]]
+
+
+class LatestCache:
+    """Newest (time, value) per store, sensor and quantity; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, StoreValues] = {}
+        self._primed: set[str] = set()
+
+    def observe(self, batch: Iterable[Any]) -> None:
+        """Take a batch of durable ingest observations (``ingest.pipeline.Observation``).
+
+        Only readings with a store, a sensor, a quantity and a value count; faults and
+        status changes are not readings (they are not in the five measurements either).
+        """
+        with self._lock:
+            for obs in batch:
+                if obs.kind != "reading" or obs.store is None or obs.sensor is None:
+                    continue
+                if obs.quantity is None or obs.value is None:
+                    continue
+                self._put(obs.store, obs.sensor, Quantity(obs.quantity), obs.ts_ms, obs.value)
+
+    def _put(self, store: str, sensor: str, quantity: Quantity, ts_ms: int, value: float) -> None:
+        sensors = self._values.get(store)
+        if sensors is None:
+            sensors = self._values[store] = {}
+        quantities = sensors.get(sensor)
+        if quantities is None:
+            quantities = sensors[sensor] = {}
+        old = quantities.get(quantity)
+        if old is None or ts_ms >= old[0]:
+            quantities[quantity] = (ts_ms, float(value))
+
+    def primed(self, store: str) -> bool:
+        """Whether ``store``'s history has been merged in (see :meth:`prime`)."""
+        return store in self._primed
+
+    def prime(self, store: str, found: Mapping[str, Mapping[Quantity, Entry]]) -> None:
+        """Merge what InfluxDB holds for ``store`` (newest wins) and serve it from memory."""
+        with self._lock:
+            for sensor, quantities in found.items():
+                for quantity, (ts_ms, value) in quantities.items():
+                    self._put(store, sensor, quantity, ts_ms, value)
+            self._primed.add(store)
+
+    def latest(self, store: str, after_ns: int) -> StoreValues:
+        """A copy of ``store``'s entries newer than ``after_ns`` (the query's ``time >``).
+
+        Entries at or before it are dropped on the way, so memory follows the look-back.
+        """
+        out: StoreValues = {}
+        with self._lock:
+            sensors = self._values.get(store, {})
+            for sensor in list(sensors):
+                quantities = sensors[sensor]
+                for quantity in [
+                    q for q, (ts, _v) in quantities.items() if ts * 1_000_000 <= after_ns
+                ]:
+                    del quantities[quantity]
+                if quantities:
+                    out[sensor] = dict(quantities)
+                else:
+                    del sensors[sensor]
+        return out
