@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 
 from alerting.book import AlertBook
 from alerting.engine import AlertingEngine
-from api.latest import LatestCache
+from api.latest import LatestCache, StoreLayouts
 from core.clock import Clock
 from core.influx import TimeSeriesStore
 from core.metrics import Counter, Histogram
@@ -87,11 +87,13 @@ class ApiStats:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Per-app state the routes need: the deps, an alert book on the API's connection."""
+    """Per-app state the routes need: the deps, an alert book on the API's connection,
+    the stores' sensor layouts (see :class:`~api.latest.StoreLayouts`)."""
 
     deps: ApiDeps
     book: AlertBook
     stats: ApiStats
+    layouts: StoreLayouts = field(default_factory=StoreLayouts)
 
 
 def _context(request: Request) -> Context:

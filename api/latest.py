@@ -34,6 +34,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.chain import AssetType
+from core.registry import Registry
 from core.types import Quantity
 
 # One reading: (epoch milliseconds, value).
@@ -106,3 +108,42 @@ class LatestCache:
                 else:
                     del sensors[sensor]
         return out
+
+
+# (sensor id, asset id, asset type) of each active sensor of a store, in id order.
+Layout = list[tuple[str, str, AssetType]]
+
+
+class StoreLayouts:
+    """Which active sensors a store has, on which assets, remembered until the registry
+    changes (``Registry.data_version``, one cheap PRAGMA per request).
+
+    Reading them from SQLite and validating 100 sensor documents costs ~4 ms a request,
+    a fifth of the 20 ms target; the registry changes a few times a day.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: tuple[int, int] | None = None
+        self._layouts: dict[str, Layout] = {}
+
+    def get(self, registry: Registry, store: str) -> Layout:
+        """The store's layout (raises NotFound for an unknown store)."""
+        version = registry.data_version()
+        with self._lock:
+            if version != self._version:
+                self._layouts.clear()
+                self._version = version
+            cached = self._layouts.get(store)
+        if cached is not None:
+            return cached
+        registry.store(store)  # NotFound for an unknown store
+        assets = {a.id: a for a in registry.assets(store)}
+        layout = [
+            (sensor.id, sensor.asset, assets[sensor.asset].type)
+            for sensor, _ in registry.sensors_with_state(assets=assets)
+        ]
+        with self._lock:
+            if self._version == version:
+                self._layouts[store] = layout
+        return layout

@@ -95,10 +95,7 @@ def latest(
     window are listed with no readings.
     """
     who.check_store(store)
-    registry = ctx.deps.registry
-    registry.store(store)  # 404 for an unknown store
-    assets = {a.id: a for a in registry.assets(store)}
-    sensors = registry.sensors_with_state(assets=assets)
+    layout = ctx.layouts.get(ctx.deps.registry, store)  # 404 for an unknown store
     since = ctx.deps.clock.time() - LATEST_LOOKBACK_S
     cache = ctx.deps.latest
     if cache is not None and cache.primed(store):
@@ -119,12 +116,12 @@ def latest(
         since=utc_required(since),
         sensors=[
             SensorLatest(
-                sensor=sensor.id,
-                asset=sensor.asset,
-                asset_type=assets[sensor.asset].type,
-                readings=found.get(sensor.id, {}),
+                sensor=sensor,
+                asset=asset,
+                asset_type=asset_type,
+                readings=found.get(sensor, {}),
             )
-            for sensor, _ in sensors
+            for sensor, asset, asset_type in layout
         ],
     )
     return _json(out)

@@ -205,3 +205,20 @@ def test_a_technician_registers_a_discovered_device_and_its_readings_appear(
         assert ingester.stats.unknown_sensor.total() >= 1  # the first one, before registering
     at = datetime.fromisoformat(entry["readings"]["temperature"]["time"])  # type: ignore[index]
     assert abs(at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_latest_follows_registry_changes(api: Api) -> None:
+    """The store's sensor list is remembered between requests, never past a change."""
+    manager, tech = api.client("manager"), api.client("technician")
+
+    def listed() -> set[str]:
+        body = manager.get("/api/v1/readings/latest", params={"store": "s042"}).json()
+        return {s["sensor"] for s in body["sensors"]}
+
+    assert listed() == {"wic1", "dc1"}
+    added = tech.put("/api/v1/sensors/dc1-b", json={"id": "dc1-b", "asset": "s042-dc1"})
+    assert added.status_code in (200, 201), added.text
+    assert listed() == {"wic1", "dc1", "dc1-b"}
+    # A change by another process (another registry connection) is seen as well.
+    api.registry.retire_sensor("dc1-b", at=api.clock.time())
+    assert listed() == {"wic1", "dc1"}
