@@ -177,6 +177,9 @@ class Mosquitto(_Server):
                     # MQTT 3.1.1 clients: in-flight window; MQTT 5 clients (our ingester)
                     # set their own Receive Maximum.
                     "max_inflight_messages 1000",
+                    # Send small packets (PUBACKs, one reading) at once: with Nagle's
+                    # algorithm each waits up to the peer's 40 ms delayed ACK.
+                    "set_tcp_nodelay true",
                     "log_dest stderr",
                     "log_type error",
                     "log_type warning",

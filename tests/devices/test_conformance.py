@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime
 from pathlib import Path
@@ -123,6 +124,14 @@ _topic_levels = st.lists(
 )
 
 
+@functools.cache
+def _golden_payloads(family: str) -> tuple[tuple[str, bytes], ...]:
+    """Each golden case's topic and payload, parsed once (YAML parsing is slow)."""
+    folder = Path(devices.__file__).parent / family / "testdata"
+    cases = [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
+    return tuple((case["topic"], _payload(case)) for case in cases)
+
+
 @pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name)
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(levels=_topic_levels, payload=st.binary(max_size=300))
@@ -148,6 +157,14 @@ _json_values = st.recursive(
 )
 
 
+@functools.cache
+def _golden_payloads(family: str) -> tuple[tuple[str, bytes], ...]:
+    """Each golden case's topic and payload, parsed once (YAML parsing is slow)."""
+    folder = Path(devices.__file__).parent / family / "testdata"
+    cases = [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
+    return tuple((case["topic"], _payload(case)) for case in cases)
+
+
 @pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name)
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(data=st.data())
@@ -157,11 +174,9 @@ def test_decode_raises_only_decode_error_on_mutated_golden(
     """Structure-aware fuzzing: take a golden payload and replace one value anywhere."""
     import json
 
-    folder = Path(devices.__file__).parent / fam.name / "testdata"
-    cases = [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
-    case = data.draw(st.sampled_from(cases))
+    topic, payload = data.draw(st.sampled_from(_golden_payloads(fam.name)))
     try:
-        doc = json.loads(_payload(case))
+        doc = json.loads(payload)
     except ValueError:
         return
     paths: list[list[Any]] = []
@@ -186,7 +201,7 @@ def test_decode_raises_only_decode_error_on_mutated_golden(
             node = node[part]
         node[path[-1]] = replacement
     try:
-        message = fam.decode(case["topic"], json.dumps(doc).encode())
+        message = fam.decode(topic, json.dumps(doc).encode())
     except DecodeError:
         return
     assert isinstance(message, Message)
