@@ -33,7 +33,7 @@ from core.settings import Settings
 from simulator.publisher import Publisher
 from simulator.runner import Runner, StepReport
 from simulator.scenario import load_scenario
-from tests.fakes.twilio_server import FakeTwilioServer, WebhookReply
+from tests.fakes.twilio_server import FakeTwilioServer, ReverseProxy, WebhookReply
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "acceptance-token-not-secret"  # a test credential
@@ -41,24 +41,6 @@ FROM = "+15005550006"
 # Where Twilio believes the app is (the signed URL); the proxy below leads to 127.0.0.1.
 PUBLIC_URL = "https://coldchain.example.com"
 SMS_WEBHOOK = f"{PUBLIC_URL}/api/v1/webhooks/twilio/sms"
-
-
-class ReverseProxy(httpx.BaseTransport):
-    """Sends requests for the public URL to the app's local address, as a proxy would."""
-
-    def __init__(self, local_url: str) -> None:
-        self.local = httpx.URL(local_url)
-        self.inner = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(
-            scheme=self.local.scheme, host=self.local.host, port=self.local.port
-        )
-        request.headers["Host"] = f"{self.local.host}:{self.local.port}"
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @dataclass(frozen=True)

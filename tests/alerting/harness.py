@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerting.engine import AlertingEngine
@@ -21,6 +22,18 @@ from core.types import Quantity
 from ingest.pipeline import Observation
 
 GT = ZoneInfo("America/Guatemala")
+
+
+def default_policy(first: str) -> dict[str, Any]:
+    """The tests' escalation policy: ``first`` (a role or contact), on-call at 30 min, then
+    on-call every 2 h."""
+    return {"id": "default", "steps": [
+        {"notify": [first], "wait": "30m"},
+        {"notify": ["oncall"], "wait": "30m"},
+        {"notify": ["oncall"], "repeat": "2h"},
+    ]}  # fmt: skip
+
+
 CHAIN = {
     "stores": [
         {
@@ -43,13 +56,7 @@ CHAIN = {
          "stores": ["s042"]},
         {"id": "noc", "name": "NOC", "phone": "+50255550199", "roles": ["oncall"]},
     ],
-    "policies": [
-        {"id": "default", "steps": [
-            {"notify": ["ana"], "wait": "30m"},
-            {"notify": ["oncall"], "wait": "30m"},
-            {"notify": ["oncall"], "repeat": "2h"},
-        ]},
-    ],
+    "policies": [default_policy("ana")],
 }  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from core.clock import ManualClock
 from core.registry import Registry
 from core.types import Quantity
 from ingest.pipeline import Observation
-from tests.alerting.harness import GT
+from tests.alerting.harness import GT, default_policy
 
 NOC = "+50255550199"
 START = datetime(2026, 11, 17, 10, 0, tzinfo=GT)  # a Tuesday morning, stores open
@@ -67,13 +67,7 @@ def _chain(stores: int) -> dict[str, Any]:
               for n, s in enumerate(ids, start=1)),
             {"id": "noc", "name": "NOC", "phone": NOC, "roles": ["oncall"]},
         ],
-        "policies": [
-            {"id": "default", "steps": [
-                {"notify": ["store_manager"], "wait": "30m"},
-                {"notify": ["oncall"], "wait": "30m"},
-                {"notify": ["oncall"], "repeat": "2h"},
-            ]},
-        ],
+        "policies": [default_policy("store_manager")],
     }  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from core.settings import Settings
 from core.types import Quantity
 from ingest.pipeline import Observation
 from ingest.stats import IngestStats
+from tests.alerting.harness import default_policy
 
 # Twilio calls this public URL; a reverse proxy forwards to the local port. Webhook
 # signatures must be checked against it, not against what uvicorn sees.
@@ -60,13 +61,7 @@ CHAIN = {
          "stores": ["s043"]},
         {"id": "noc", "name": "NOC", "phone": "+50255550199", "roles": ["oncall"]},
     ],
-    "policies": [
-        {"id": "default", "steps": [
-            {"notify": ["store_manager"], "wait": "30m"},
-            {"notify": ["oncall"], "wait": "30m"},
-            {"notify": ["oncall"], "repeat": "2h"},
-        ]},
-    ],
+    "policies": [default_policy("store_manager")],
 }  # fmt: skip
 
 # Where each sensor of CHAIN is: (store, asset).

@@ -14,7 +14,7 @@ from core.clock import ManualClock
 from core.influx import InfluxV1
 from core.settings import Settings
 from tests.api.conftest import PUBLIC_URL, TWILIO_SID, TWILIO_TOKEN, Api, api_settings
-from tests.fakes.twilio_server import FakeTwilioServer
+from tests.fakes.twilio_server import FakeTwilioServer, ReverseProxy
 
 pytestmark = pytest.mark.integration
 
@@ -22,24 +22,6 @@ FROM = "+15005550006"
 SMS_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/sms"
 STATUS_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/status"
 VOICE_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/voice"
-
-
-class ReverseProxy(httpx.BaseTransport):
-    """Sends requests for the public URL to the app's local address, as a proxy would."""
-
-    def __init__(self, local_url: str) -> None:
-        self.local = httpx.URL(local_url)
-        self.inner = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(
-            scheme=self.local.scheme, host=self.local.host, port=self.local.port
-        )
-        request.headers["Host"] = f"{self.local.host}:{self.local.port}"
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.fixture

@@ -157,14 +157,6 @@ _json_values = st.recursive(
 )
 
 
-@functools.cache
-def _golden_payloads(family: str) -> tuple[tuple[str, bytes], ...]:
-    """Each golden case's topic and payload, parsed once (YAML parsing is slow)."""
-    folder = Path(devices.__file__).parent / family / "testdata"
-    cases = [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
-    return tuple((case["topic"], _payload(case)) for case in cases)
-
-
 @pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name)
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(data=st.data())

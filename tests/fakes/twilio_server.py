@@ -655,6 +655,24 @@ class FakeTwilioServer:
         return _Answer(201, payload, sid=sid)
 
 
+class ReverseProxy(httpx.BaseTransport):
+    """Sends requests for the public URL to the app's local address, as a proxy would."""
+
+    def __init__(self, local_url: str) -> None:
+        self.local = httpx.URL(local_url)
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(
+            scheme=self.local.scheme, host=self.local.host, port=self.local.port
+        )
+        request.headers["Host"] = f"{self.local.host}:{self.local.port}"
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def _error(failure: Failure) -> _Answer:
     message = failure.message or _MESSAGES.get(failure.code or 0, f"HTTP {failure.status}")
     payload: dict[str, Any] = {"message": message, "status": failure.status}
