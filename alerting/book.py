@@ -115,7 +115,16 @@ def _insert_pages(
              page.channel, page.language, page.body, at, at),
         )  # fmt: skip
         ids.append(int(cur.lastrowid or 0))
+    _link(conn, alert_ids, ids)
     return ids
+
+
+def _link(conn: sqlite3.Connection, alert_ids: list[str], notification_ids: list[int]) -> None:
+    """Index which notifications carry which alerts (``AlertBook.notifications``)."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO notification_alerts(alert_id, notification_id) VALUES (?, ?)",
+        [(a, n) for a in alert_ids for n in notification_ids],
+    )
 
 
 def _alert(row: sqlite3.Row) -> Alert:
@@ -168,11 +177,13 @@ class AlertBook:
         stores: Iterable[str] | None = None,
         state: str | None = None,
         kind: str | None = None,
+        kinds: Iterable[str] | None = None,
         severity: str | None = None,
         open_only: bool = False,
+        resolved_since: float | None = None,
         limit: int = 200,
     ) -> list[Alert]:
-        """Alerts, newest first, filtered."""
+        """Alerts, newest first, filtered (``resolved_since``: resolved at or after)."""
         where: list[str] = []
         args: list[Any] = []
         for column, value in (("store", store), ("state", state), ("kind", kind),
@@ -180,12 +191,16 @@ class AlertBook:
             if value is not None:
                 where.append(f"{column}=?")
                 args.append(value)
-        if stores is not None:
-            allowed = list(stores)
-            where.append(f"store IN ({','.join('?' * len(allowed))})" if allowed else "0")
-            args.extend(allowed)
+        for column, values in (("store", stores), ("kind", kinds)):
+            if values is not None:
+                allowed = list(values)
+                where.append(f"{column} IN ({','.join('?' * len(allowed))})" if allowed else "0")
+                args.extend(allowed)
         if open_only:
             where.append("state != 'resolved'")
+        if resolved_since is not None:
+            where.append("state = 'resolved' AND resolved_at >= ?")
+            args.append(resolved_since)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self.registry.query(
             f"SELECT * FROM alerts {clause} ORDER BY opened_at DESC LIMIT ?", [*args, limit]
@@ -214,13 +229,22 @@ class AlertBook:
         self, *, alert_id: str | None = None, status: str | None = None
     ) -> list[Notification]:
         """Notifications in creation order, optionally of one alert or status."""
-        rows = self.registry.query("SELECT * FROM notifications ORDER BY id")
-        out = [_notification(r) for r in rows]
+        where: list[str] = []
+        args: list[Any] = []
         if alert_id is not None:
-            out = [n for n in out if alert_id in n.alert_ids]
+            where.append("id IN (SELECT notification_id FROM notification_alerts WHERE alert_id=?)")
+            args.append(alert_id)
         if status is not None:
-            out = [n for n in out if n.status == status]
-        return out
+            where.append("status=?")
+            args.append(status)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.registry.query(f"SELECT * FROM notifications {clause} ORDER BY id", args)
+        return [_notification(r) for r in rows]
+
+    def notification(self, notification_id: int) -> Notification | None:
+        """One notification by id."""
+        rows = self.registry.query("SELECT * FROM notifications WHERE id=?", (notification_id,))
+        return _notification(rows[0]) if rows else None
 
     def notification_by_provider(self, provider_id: str) -> Notification | None:
         """The notification a provider id (Twilio SID) belongs to."""
@@ -394,6 +418,7 @@ class AlertBook:
                 "UPDATE notifications SET alert_ids=?, body=?, updated_at=? WHERE id=?",
                 (json.dumps(ids), body, at, keep),
             )
+            _link(conn, ids, [keep])
 
     def expedite(self, alert: Alert, at: float, *, reason: str) -> None:
         """Make the next escalation step due now (a delivery failed with no backup)."""

@@ -122,10 +122,9 @@ class Delivery:
                     self._busy = False
 
     def _send(self, notification_id: int) -> None:
-        matches = [n for n in self.book.notifications(status="pending") if n.id == notification_id]
-        if not matches:
+        note = self.book.notification(notification_id)
+        if note is None or note.status != "pending":
             return  # already sent, bundled or cancelled
-        note = matches[0]
         message = Outbound(
             to=note.phone,
             channel=note.channel,  # type: ignore[arg-type]

@@ -95,6 +95,17 @@ _MIGRATIONS: list[str] = [
         id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, stores TEXT NOT NULL,
         hash TEXT NOT NULL, created_at REAL NOT NULL, revoked_at REAL);
     """,
+    # 4: lookups that stay cheap as history grows: an alert's notifications (was a scan of
+    # every notification ever sent) and alerts by kind (the pipeline reads open outages,
+    # doors and stalls, and recently resolved ones, at every escalation round)
+    """
+    CREATE TABLE notification_alerts (
+        alert_id TEXT NOT NULL, notification_id INTEGER NOT NULL,
+        PRIMARY KEY (alert_id, notification_id)) WITHOUT ROWID;
+    INSERT OR IGNORE INTO notification_alerts(alert_id, notification_id)
+        SELECT j.value, n.id FROM notifications AS n, json_each(n.alert_ids) AS j;
+    CREATE INDEX alerts_kind ON alerts(kind, state, resolved_at);
+    """,
 ]
 
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a

@@ -12,7 +12,8 @@ class StageContext:
     """Shared, read-mostly state of one pipeline run."""
 
     now: float
-    open_alerts: list[Any]  # alerting.book.Alert, all open ones
+    # alerting.book.Alert: the open ones of the kinds that inhibit others (inhibit.INHIBITORS)
+    open_alerts: list[Any]
     silences: list[dict[str, Any]]
     # Stores whose power came back recently (store -> when): their units are pulling down.
     recovering: dict[str, float] = field(default_factory=dict)

@@ -43,6 +43,8 @@ DOOR_RECOVERY_S = 30 * 60
 # stall is not hidden for longer. Shorter pages every manager during routine central
 # repairs; longer leaves stores blind for longer.
 STALL_MAX_HOLD_S = 2 * 3600
+# The open alerts inhibit reads (StageContext.open_alerts holds only these).
+INHIBITORS = (STORE_OUTAGE, DOOR_OPEN, PIPELINE_STALLED)
 
 
 def inhibit(alerts: list[Alert], ctx: StageContext) -> list[Alert]:

@@ -121,8 +121,16 @@ def test_two_problems_in_one_store_are_one_sms(night: Harness) -> None:
     sent = night.sent()
     assert len(sent) == 1
     assert sent[0][1].startswith("COLDCHAIN San Pedro: 2 alertas: ")
-    codes = [a.ack_code for a in night.engine.book.alerts(open_only=True)]
-    assert all(f"OK {code}" in sent[0][1] for code in codes)
+    alerts = night.engine.book.alerts(open_only=True)
+    assert all(f"OK {a.ack_code}" in sent[0][1] for a in alerts)
+    # Each alert's notification log shows the one SMS that carried it, and the copy it
+    # absorbed as bundled.
+    for alert in alerts:
+        log = night.engine.book.notifications(alert_id=alert.id)
+        assert [n.status for n in log if n.status != "bundled"] == ["sent"]
+        assert {n.id for n in log if n.status == "sent"} == {
+            n.id for n in night.engine.book.notifications(status="sent")
+        }
 
 
 class RejectingFirst:

@@ -75,3 +75,30 @@ def test_payload_text_keeps_binary_and_bounds_size() -> None:
     assert payload_text(b"\xff\x00") == "hex:ff00"
     big = payload_text(b"a" * (PAYLOAD_KEEP_BYTES + 10))
     assert len(big) == PAYLOAD_KEEP_BYTES + 1
+
+
+def test_an_older_registry_is_migrated_with_its_notification_history(tmp_path: Path) -> None:
+    """Migration 4 indexes which notifications carried which alerts, for rows written
+    before it existed too (AlertBook.notifications(alert_id=) reads only the index)."""
+    import json
+    import sqlite3
+
+    from alerting.book import AlertBook
+    from core.registry import _MIGRATIONS
+
+    path = tmp_path / "r.sqlite3"
+    conn = sqlite3.connect(path)
+    for script in _MIGRATIONS[:3]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version=3")
+    conn.execute(
+        "INSERT INTO notifications(alert_ids, store, step, purpose, contact, phone, channel, "
+        "language, body, status, attempts, created_at, updated_at) "
+        "VALUES (?, 's042', 0, 'page', 'ana', '+50255550101', 'sms', 'es', 'x', 'sent', 1, 0, 0)",
+        (json.dumps(["a1", "a2"]),),
+    )
+    conn.commit()
+    conn.close()
+    book = AlertBook(Registry(path))
+    assert [n.alert_ids for n in book.notifications(alert_id="a2")] == [["a1", "a2"]]
+    assert book.notifications(alert_id="a3") == []
