@@ -241,6 +241,25 @@ class AlertBook:
         rows = self.registry.query(f"SELECT * FROM notifications {clause} ORDER BY id", args)
         return [_notification(r) for r in rows]
 
+    def defrost_episodes(self, since: float) -> list[tuple[str, float, float]]:
+        """Learned defrost-like rises ``(asset, start, duration)`` that started at or after
+        ``since``."""
+        rows = self.registry.query(
+            "SELECT asset, start, duration FROM defrost_episodes WHERE start >= ?", (since,)
+        )
+        return [(r["asset"], r["start"], r["duration"]) for r in rows]
+
+    def record_defrost_episodes(
+        self, episodes: list[tuple[str, float, float]], forget_before: float
+    ) -> None:
+        """Keep newly learned episodes; drop those too old to matter."""
+        with self.registry.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO defrost_episodes(asset, start, duration) VALUES (?,?,?)",
+                episodes,
+            )
+            conn.execute("DELETE FROM defrost_episodes WHERE start < ?", (forget_before,))
+
     def notification(self, notification_id: int) -> Notification | None:
         """One notification by id."""
         rows = self.registry.query("SELECT * FROM notifications WHERE id=?", (notification_id,))

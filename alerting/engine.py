@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ from alerting.notifiers.base import Notifier
 from alerting.rules import (
     CHAIN_STORE,
     DOOR_OPEN,
+    LEARN_HISTORY_S,
     LEVELS,
     STORE_OUTAGE,
     Condition,
@@ -192,7 +194,12 @@ class AlertingEngine:
         self.policies: dict[str, Policy] = {p.id: p for p in self.registry.policies()}
         previous = self.rules
         self.rules = RuleEngine(self.stores.values(), assets, self.registry.sensors())
-        self.rules.adopt_learned(previous)
+        if previous.learned:  # a reload: keep what this process learned
+            self.rules.adopt_learned(previous)
+        else:  # start-up: what earlier runs learned
+            self.rules.seed_learned(
+                self.book.defrost_episodes(since=self.clock.time() - LEARN_HISTORY_S)
+            )
         for alert in self.book.alerts(open_only=True, limit=100_000):
             self.rules.restore(_condition_of(alert))
 
@@ -221,6 +228,8 @@ class AlertingEngine:
             if transitions:
                 self._apply(transitions)
                 self._run_due()
+            if self.rules.new_episodes:
+                self._save_episodes()
 
     def tick(self) -> None:
         """Time-based rules, due escalation steps, and retries of alert_event writes."""
@@ -241,6 +250,16 @@ class AlertingEngine:
             )
             self._run_due()
             self._flush_events()
+
+    def _save_episodes(self) -> None:
+        """Persist newly learned defrost episodes (a few per asset and day)."""
+        episodes, self.rules.new_episodes = self.rules.new_episodes, []
+        try:
+            self.book.record_defrost_episodes(
+                episodes, forget_before=self.clock.time() - LEARN_HISTORY_S
+            )
+        except sqlite3.Error:  # learning survives in memory; the next restart relearns
+            log.exception("could not save %d learned defrost episodes", len(episodes))
 
     # -- transitions -> alerts --------------------------------------------------------
 

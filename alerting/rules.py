@@ -426,6 +426,9 @@ class RuleEngine:
         self.assets = {a.id: a for a in assets}
         self.defrosts: dict[str, _Defrosts] = {}
         self.learned: dict[str, _LearnedDefrosts] = {}
+        # Episodes learned since the caller last took them: (asset, start, duration). The
+        # engine persists them (defrost_episodes) and seeds them back after a restart.
+        self.new_episodes: list[tuple[str, float, float]] = []
         self.states: dict[str, _SensorState] = {}
         self.device_store: dict[str, str] = {}
         self.store_devices: dict[str, set[str]] = {}
@@ -640,6 +643,7 @@ class RuleEngine:
             and LEARN_MIN_S <= duration <= LEARN_MAX_S
         ):
             learner.add(s.episode_start, duration)
+            self.new_episodes.append((s.asset, s.episode_start, duration))
         s.episode_start = None
         s.base_ts = ts
 
@@ -1154,6 +1158,14 @@ class RuleEngine:
         for asset, learner in previous.learned.items():
             if asset in self.learned:
                 self.learned[asset] = learner
+
+    def seed_learned(self, episodes: Iterable[tuple[str, float, float]]) -> None:
+        """Relearn from persisted episodes ``(asset, start, duration)``, oldest first (a
+        restart). Assets that declare a schedule, or are gone, ignore theirs."""
+        for asset, start, duration in sorted(episodes, key=lambda e: e[1]):
+            learner = self.learned.get(asset)
+            if learner is not None:
+                learner.add(start, duration)
 
     def restore(self, c: Condition) -> None:
         """Re-adopt a condition whose alert is still open (after a restart or reload), so

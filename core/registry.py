@@ -106,6 +106,14 @@ _MIGRATIONS: list[str] = [
         SELECT j.value, n.id FROM notifications AS n, json_each(n.alert_ids) AS j;
     CREATE INDEX alerts_kind ON alerts(kind, state, resolved_at);
     """,
+    # 5: defrost-like rises alerting learned from (rules._LearnedDefrosts), so that a
+    # restart keeps the learned defrost windows instead of relearning them for two days
+    """
+    CREATE TABLE defrost_episodes (
+        asset TEXT NOT NULL, start REAL NOT NULL, duration REAL NOT NULL,
+        PRIMARY KEY (asset, start)) WITHOUT ROWID;
+    CREATE INDEX defrost_episodes_start ON defrost_episodes(start);
+    """,
 ]
 
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a

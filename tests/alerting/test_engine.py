@@ -205,3 +205,23 @@ def test_a_registry_reload_keeps_the_learned_defrosts(night: Harness) -> None:
     night.minutes(1)
     assert "eva" in {c.id for c in night.engine.contacts}  # reloaded
     assert night.engine.rules.learned["s042-wic1"] is learner
+
+
+def test_learned_defrosts_survive_a_restart(tmp_path: Path) -> None:
+    """Two days of a dairy case defrosting at 14:00 (no schedule declared) are learned,
+    kept in the registry, and known to the engine that starts after a crash."""
+    monday = datetime(2026, 11, 16, 0, 0, tzinfo=GT)
+    harness = Harness(tmp_path, monday)
+    try:
+        for minute in range(2 * 1440):
+            at = minute % 1440
+            rise = 14 * 60 <= at < 14 * 60 + 30
+            value = 5.5 if rise else 1.0 + 0.25 * (minute % 4)
+            harness.clock.set(monday + timedelta(minutes=minute))
+            harness.reading("dc1", value)
+        learned = harness.engine.rules.learned["s042-dc1"].windows
+        assert len(learned) == 1
+        harness.restart()  # stopping saves nothing: what was learned is already stored
+        assert harness.engine.rules.learned["s042-dc1"].windows == learned
+    finally:
+        harness.engine.stop()

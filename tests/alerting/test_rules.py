@@ -416,6 +416,24 @@ def test_a_defrost_seen_at_the_same_time_on_two_days_is_learned() -> None:
     assert "a1" not in declared.learned
 
 
+def test_learned_episodes_are_handed_out_and_seed_a_fresh_engine() -> None:
+    """What a restart needs: the episodes learned (for the engine to persist) rebuild the
+    same windows in a new RuleEngine, which then relaxes Wednesday's defrost too."""
+    first = _engine("dairy_case")
+    _days(first, MONDAY, _case_day(5.0), _case_day(5.0))
+    episodes = first.new_episodes
+    assert [(asset, round(duration / 60)) for asset, _, duration in episodes] == [
+        ("a1", 27),
+        ("a1", 27),
+    ]
+    restarted = _engine("dairy_case")
+    restarted.seed_learned(reversed(episodes))  # any order
+    assert restarted.learned["a1"].windows == first.learned["a1"].windows
+    assert restarted.new_episodes == []  # seeds are not new
+    wednesday = _case_day(7.5, hold=20)
+    assert _feed(restarted, MONDAY + timedelta(days=2), 1440, wednesday) == []
+
+
 def test_a_learned_defrost_does_not_hide_a_failure() -> None:
     history = (_case_day(5.0), _case_day(5.0))
     # Wednesday 14:00 the defrost heater sticks on: 9 °C and staying there.
