@@ -60,34 +60,27 @@ CHAIN = {
 }  # fmt: skip
 
 
-class Harness:
-    """Engine + clock + console notifier + helpers to feed readings."""
+class EngineHost:
+    """A registry file, a clock, a notifier and the engine on them, which can restart.
 
-    def __init__(
-        self,
-        tmp: Path,
-        start: datetime,
-        notifier: Notifier | None = None,
-        *,
-        retry_delays_s: tuple[float, ...] | None = None,
-    ) -> None:
-        self.path = tmp / "registry.sqlite3"
-        # Real delivery backoff runs on the monotonic clock: tests shorten it.
-        self.retry_delays_s = retry_delays_s
-        self.registry = Registry(self.path)
-        self.registry.import_chain(parse_chain(CHAIN))
-        self.clock = ManualClock(start)
-        self.notifier = notifier or ConsoleNotifier(out=lambda _line: None)
-        self.engine = self._engine()
-        self.last: dict[str, float] = {}
-        self.ticks = 0
+    Subclasses set ``path``, ``registry``, ``clock`` and ``notifier``, then call
+    :meth:`_engine`.
+    """
+
+    path: Path
+    registry: Registry
+    clock: ManualClock
+    notifier: Notifier
+    engine: AlertingEngine
+    # Real delivery backoff runs on the monotonic clock: tests shorten it.
+    retry_delays_s: tuple[float, ...] | None = None
+    processes = 0
 
     def _engine(self) -> AlertingEngine:
+        # A new seed per process: alert ids are random and must not repeat after a restart.
+        self.processes += 1
         engine = AlertingEngine(
-            self.registry,
-            self.notifier,
-            self.clock,
-            rng=random.Random(7),
+            self.registry, self.notifier, self.clock, rng=random.Random(7 * self.processes)
         )
         if self.retry_delays_s is not None:
             engine.delivery.retry_delays_s = self.retry_delays_s
@@ -100,6 +93,28 @@ class Harness:
         self.registry.close()
         self.registry = Registry(self.path)
         self.engine = self._engine()
+
+
+class Harness(EngineHost):
+    """Engine + clock + console notifier + helpers to feed readings."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        start: datetime,
+        notifier: Notifier | None = None,
+        *,
+        retry_delays_s: tuple[float, ...] | None = None,
+    ) -> None:
+        self.path = tmp / "registry.sqlite3"
+        self.retry_delays_s = retry_delays_s
+        self.registry = Registry(self.path)
+        self.registry.import_chain(parse_chain(CHAIN))
+        self.clock = ManualClock(start)
+        self.notifier = notifier or ConsoleNotifier(out=lambda _line: None)
+        self.engine = self._engine()
+        self.last: dict[str, float] = {}
+        self.ticks = 0
 
     def reading(self, sensor: str, value: float, quantity: Quantity = Quantity.TEMPERATURE) -> None:
         asset = {"wic1": "s042-wic1", "dc1": "s042-dc1"}[sensor]

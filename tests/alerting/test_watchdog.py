@@ -8,7 +8,6 @@ the engine ticks every 10 s, as the scheduler would (every second) give or take.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from alerting.book import RESOLVED, Alert
-from alerting.engine import STALL_REARMED_NOTE, AlertingEngine
+from alerting.engine import STALL_REARMED_NOTE
 from alerting.notifiers.base import Outbound
 from alerting.notifiers.console import ConsoleNotifier
 from alerting.rules import (
@@ -32,7 +31,7 @@ from core.clock import ManualClock
 from core.registry import Registry
 from core.types import Quantity
 from ingest.pipeline import Observation
-from tests.alerting.harness import GT, default_policy
+from tests.alerting.harness import GT, EngineHost, default_policy
 
 NOC = "+50255550199"
 START = datetime(2026, 11, 17, 10, 0, tzinfo=GT)  # a Tuesday morning, stores open
@@ -71,8 +70,10 @@ def _chain(stores: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-class Chain:
+class Chain(EngineHost):
     """A chain of ``stores`` stores on one engine; :meth:`until` plays time forward."""
+
+    notifier: ConsoleNotifier
 
     def __init__(self, tmp: Path, stores: int) -> None:
         self.path = tmp / "registry.sqlite3"
@@ -81,26 +82,10 @@ class Chain:
         self.stores = [f"s{n:03d}" for n in range(1, stores + 1)]
         self.clock = ManualClock(START)
         self.notifier = ConsoleNotifier(out=lambda _line: None)
-        self.processes = 0
         self.engine = self._engine()
         self.silent: set[str] = set()  # stores whose readings do not arrive
         self.warm: dict[str, float] = {}  # sensor -> value, for a unit that fails
         self.steps = 0
-
-    def _engine(self) -> AlertingEngine:
-        # A new seed per process: alert ids are random and must not repeat after a restart.
-        self.processes += 1
-        rng = random.Random(7 * self.processes)
-        engine = AlertingEngine(self.registry, self.notifier, self.clock, rng=rng)
-        engine.start()
-        return engine
-
-    def restart(self) -> None:
-        """The process dies and comes back on the same database."""
-        self.engine.stop()
-        self.registry.close()
-        self.registry = Registry(self.path)
-        self.engine = self._engine()
 
     def until(self, hh_mm: str) -> None:
         """Readings and ticks every 10 s up to ``hh_mm`` (same day)."""
