@@ -119,6 +119,24 @@ def _insert_pages(
     return ids
 
 
+def _set_delivery(
+    conn: sqlite3.Connection,
+    notification_id: int,
+    at: float,
+    *,
+    status: str,
+    error: str | None,
+    attempt: bool,
+    provider_id: str | None = None,
+) -> None:
+    """A notification's delivery state (the provider id is kept unless a new one comes)."""
+    conn.execute(
+        "UPDATE notifications SET status=?, provider_id=COALESCE(?, provider_id), "
+        "error=?, attempts=attempts+?, updated_at=? WHERE id=?",
+        (status, provider_id, error, 1 if attempt else 0, at, notification_id),
+    )
+
+
 def _link(conn: sqlite3.Connection, alert_ids: list[str], notification_ids: list[int]) -> None:
     """Index which notifications carry which alerts (``AlertBook.notifications``)."""
     conn.executemany(
@@ -462,11 +480,7 @@ class AlertBook:
     ) -> None:
         """A delivery that will not happen: mark it and audit it on each of its alerts."""
         with self.registry.transaction() as conn:
-            conn.execute(
-                "UPDATE notifications SET status=?, error=?, attempts=attempts+?, updated_at=? "
-                "WHERE id=?",
-                (status, error, 1 if attempt else 0, at, note.id),
-            )
+            _set_delivery(conn, note.id, at, status=status, error=error, attempt=attempt)
             for alert_id in note.alert_ids:
                 audit.append(
                     conn, at=at, actor="coldchain", action="notification.failed",
@@ -502,11 +516,10 @@ class AlertBook:
     ) -> None:
         """Update a notification's delivery state."""
         with self.registry.transaction() as conn:
-            conn.execute(
-                "UPDATE notifications SET status=?, provider_id=COALESCE(?, provider_id), "
-                "error=?, attempts=attempts+?, updated_at=? WHERE id=?",
-                (status, provider_id, error, 1 if attempt else 0, at, notification_id),
-            )
+            _set_delivery(
+                conn, notification_id, at, status=status, error=error, attempt=attempt,
+                provider_id=provider_id,
+            )  # fmt: skip
 
     def add_silence(
         self, *, store: str | None, asset: str | None, sensor: str | None, starts: float,
