@@ -457,8 +457,8 @@ class AlertingEngine:
         alerts = [self.book.get(p.alert_id) for p in bundle]
         store = self._place(keep.store)
         assert store is not None  # pages are only made for places that exist
-        note = next(n for n in self.book.notifications(alert_id=keep.alert_id)
-                    if n.id == keep.notification_id)  # fmt: skip
+        note = self.book.notification(keep.notification_id)
+        assert note is not None  # created in this round
         body = messages.page(
             store.name,
             [self._text(a) for a in alerts],
