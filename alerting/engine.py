@@ -154,7 +154,7 @@ class AlertingEngine:
         self.book = AlertBook(registry, rng)
         self.stats = AlertingStats(metrics)
         self._lock = threading.RLock()
-        self._version: tuple[int, int] = (-1, -1)
+        self._version = -1
         self._pending_events: list[str] = []
         # ``coldchain run`` sets this to the ingester's "MQTT connected" test; while it
         # answers False the watchdog counts the connection down (rules.INGEST_DOWN_GRACE_S).
@@ -185,7 +185,7 @@ class AlertingEngine:
 
     def _load(self) -> None:
         """(Re)build configuration and rule state from the registry and the open alerts."""
-        self._version = self.registry.data_version()
+        self._version = self.registry.entity_version()
         self.stores: dict[str, Store] = {s.id: s for s in self.registry.stores()}
         assets = self.registry.assets()
         self.asset_names = {a.id: a.name for a in assets}
@@ -208,7 +208,7 @@ class AlertingEngine:
 
         In-progress excursion budgets restart from zero; open alerts are kept and restored.
         """
-        if self.registry.data_version() == self._version:
+        if self.registry.entity_version() == self._version:
             return False
         with self._lock:
             self._load()

@@ -6,7 +6,8 @@ keeps its validated chain-file document as JSON (``doc``) beside the columns tha
 and the ingest hot path need, so ``registry export`` round-trips ``registry import``.
 
 The ingest hot path never queries SQLite per message: it holds a :class:`SensorIndex`
-snapshot and rebuilds it when ``PRAGMA data_version`` says another connection committed.
+snapshot and rebuilds it when :meth:`Registry.entity_version` moves (a version per entity
+table, kept by triggers: side-table writes never move it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,19 @@ from core.errors import NotFound, RegistryError
 
 _M = TypeVar("_M", bound=BaseModel)
 
-_MIGRATIONS: list[str] = [
+# The chain's entity tables: what ingest, alerting and the API configure themselves from.
+ENTITY_TABLES = ("stores", "assets", "sensors", "contacts", "policies")
+
+
+def _changed(table: str) -> str:
+    """The WHEN clause of an entity table's update trigger: the row really changed."""
+    columns = {"assets": ["store"], "sensors": ["asset", "retired_at"]}.get(table, [])
+    return "WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in ["doc", *columns]) + " "
+
+
+# Each migration is a script of ';'-separated statements, or a list of statements (for
+# statements that contain ';' themselves, such as triggers).
+_MIGRATIONS: list[str | list[str]] = [
     # 1: the chain and the ingest side tables
     """
     CREATE TABLE stores (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
@@ -114,6 +127,22 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (asset, start)) WITHOUT ROWID;
     CREATE INDEX defrost_episodes_start ON defrost_episodes(start);
     """,
+    # 6: a version per entity table, moved by triggers in the writing transaction whatever
+    # connection writes, and only when a row really changes (an unchanged re-import moves
+    # nothing). Consumers (the ingest index, alerting, the API's layouts) reload on it;
+    # SQLite's PRAGMA data_version moved on every commit by another connection, dead
+    # letters and audit rows included, and each move reset every excursion budget.
+    [
+        "CREATE TABLE entity_versions (entity TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+        *(f"INSERT INTO entity_versions VALUES ('{table}', 0)" for table in ENTITY_TABLES),
+        *(
+            f"CREATE TRIGGER {table}_{event.lower()}_version AFTER {event} ON {table} "
+            f"{_changed(table) if event == 'UPDATE' else ''}BEGIN UPDATE entity_versions "
+            f"SET version = version + 1 WHERE entity = '{table}'; END"
+            for table in ENTITY_TABLES
+            for event in ("INSERT", "UPDATE", "DELETE")
+        ),
+    ],
 ]
 
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a
@@ -225,7 +254,6 @@ class Registry:
         )
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        self._local_changes = 0  # entity changes made through this connection
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -249,20 +277,17 @@ class Registry:
                 version = self._conn.execute("PRAGMA user_version").fetchone()[0]
                 if version >= len(_MIGRATIONS):
                     return
-                for statement in _MIGRATIONS[version].split(";"):
+                script = _MIGRATIONS[version]
+                statements = script.split(";") if isinstance(script, str) else script
+                for statement in statements:
                     if statement.strip():
                         self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version={version + 1}")
 
     @contextmanager
-    def transaction(self, *, entities: bool = False) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``), committed on success.
-
-        ``entities=True`` marks a change to stores/assets/sensors that indexes must see.
-        """
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``), committed on success."""
         with self._lock:
-            if entities:
-                self._local_changes += 1
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -276,15 +301,25 @@ class Registry:
         with self._lock:
             return self._conn.execute(sql, tuple(args)).fetchall()
 
-    def data_version(self) -> tuple[int, int]:
-        """Changes when any connection commits an entity change (cheap; polled by ingest).
+    def entity_version(self, *tables: str) -> int:
+        """A number that grows whenever a row of the named entity tables (default: all of
+        :data:`ENTITY_TABLES`) is created, changed or deleted, by any connection.
 
-        SQLite's ``data_version`` only moves for commits by *other* connections, so changes
-        made through this object (the API in the same process) are counted beside it.
+        Writes to the side tables (dead letters, discovered devices, alerts, silences,
+        audit, keys) never move it, nor does rewriting a row with the same content. One
+        indexed read; cheap enough to poll every second or on an unknown sensor id.
         """
+        wanted = tables or ENTITY_TABLES
+        unknown = set(wanted) - set(ENTITY_TABLES)
+        if unknown:
+            raise ValueError(f"not entity tables: {sorted(unknown)}")
+        marks = ",".join("?" * len(wanted))
         with self._lock:
-            pragma = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-            return pragma, self._local_changes
+            row = self._conn.execute(
+                f"SELECT sum(version) FROM entity_versions WHERE entity IN ({marks})",
+                tuple(wanted),
+            ).fetchone()
+        return int(row[0] or 0)
 
     # -- chain entities ---------------------------------------------------------------
 
@@ -303,7 +338,7 @@ class Registry:
             "contacts": len(chain.contacts),
             "policies": len(chain.policies),
         }
-        with self.transaction(entities=True) as conn:
+        with self.transaction() as conn:
             for store in chain.stores:
                 conn.execute(
                     "INSERT INTO stores(id, doc) VALUES (?, ?) "
@@ -407,7 +442,7 @@ class Registry:
         Returns:
             ``"created"``, ``"moved"`` or ``"updated"``.
         """
-        with self.transaction(entities=True) as conn:
+        with self.transaction() as conn:
             row = conn.execute("SELECT asset FROM sensors WHERE id=?", (sensor.id,)).fetchone()
             self._upsert_sensor(conn, sensor)
             change = "created" if row is None else "moved" if row[0] != sensor.asset else "updated"
@@ -423,7 +458,7 @@ class Registry:
 
     def retire_sensor(self, sensor_id: str, at: float, *, actor: str = "cli") -> None:
         """Stop attributing a sensor's readings to its asset; keep its row and history."""
-        with self.transaction(entities=True) as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE sensors SET retired_at=? WHERE id=? AND retired_at IS NULL",
                 (at, sensor_id),
@@ -467,7 +502,7 @@ class Registry:
         names = ", ".join(columns)
         marks = ", ".join("?" * len(columns))
         updates = ", ".join(f"{c}=excluded.{c}" for c in columns if c != "id")
-        with self.transaction(entities=True) as conn:
+        with self.transaction() as conn:
             if requires is not None:
                 self._check_exists(conn, requires[0], requires[1], f"{table[:-1]} {ident}")
             created = conn.execute(f"SELECT 1 FROM {table} WHERE id=?", (ident,)).fetchone() is None
@@ -490,7 +525,7 @@ class Registry:
     ) -> None:  # fmt: skip
         """Delete one row unless a blocker query ``(sql, what)`` finds a reference."""
         kind = table[:-1] if table != "policies" else "policy"
-        with self.transaction(entities=True) as conn:
+        with self.transaction() as conn:
             self._check_exists(conn, table, ident, "delete")
             for sql, what in blockers:
                 count = int(conn.execute(sql, (ident,)).fetchone()[0])

@@ -20,6 +20,8 @@ from core.registry import Registry, SensorInfo
 from core.types import Quantity, split_sensor_id
 
 HEALTH_QUANTITIES = frozenset({Quantity.BATTERY, Quantity.SIGNAL})
+# The entity tables the index is built from (contacts and policies do not matter here).
+INDEX_TABLES = ("stores", "assets", "sensors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +49,17 @@ class SensorIndex:
 
     def __init__(self, registry: Registry | None) -> None:
         self._registry = registry
-        self._version: tuple[int, int] = (-1, -1)
+        self._version = -1
         self.by_sensor: dict[str, Target] = {}
         self.by_device: dict[str, list[Target]] = {}
         self.refresh(force=True)
 
     def refresh(self, *, force: bool = False) -> bool:
-        """Rebuild from the registry if another connection committed since. Returns True
-        when a rebuild happened."""
+        """Rebuild from the registry if a store, asset or sensor changed since. Returns
+        True when a rebuild happened."""
         if self._registry is None:
             return False
-        version = self._registry.data_version()
+        version = self._registry.entity_version(*INDEX_TABLES)
         if version == self._version and not force:
             return False
         self._version = version

@@ -87,8 +87,10 @@ def test_resolve_needs_a_note_notifies_whoever_was_paged_and_is_final(api: Api) 
 
 
 def test_listing_filters_and_pages(api: Api) -> None:
-    api.minutes(1, wic1=11.0)
-    api.minutes(1, z10_wic1=11.0)
+    api.minutes(1, wic1=11.0)  # a first reading: nothing to doubt it against
+    # A jump from 3 to 11 °C waits for a second reading to confirm it. (This passed with
+    # one minute only while key creation rebuilt the rules and wiped that history.)
+    api.minutes(2, z10_wic1=11.0)
     oncall = api.client("oncall")
     first = oncall.get("/api/v1/alerts", params={"limit": 1}).json()
     assert len(first["items"]) == 1

@@ -36,9 +36,9 @@ def test_sensor_infos_denormalise_store_and_timezone(tmp_path: Path) -> None:
 def test_moving_and_retiring_a_sensor(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "r.sqlite3")
     registry.import_chain(load_chain(GOOD))
-    before = registry.data_version()
+    before = registry.entity_version()
     registry.add_sensor(Sensor(id="cc-s042-dc1", asset="s042-wic1"))
-    assert registry.data_version() != before
+    assert registry.entity_version() > before
     assert registry.sensor_infos()["cc-s042-dc1"].asset == "s042-wic1"
     registry.retire_sensor("cc-s042-dc1", at=1.0)
     assert "cc-s042-dc1" not in registry.sensor_infos()
@@ -50,10 +50,33 @@ def test_moving_and_retiring_a_sensor(tmp_path: Path) -> None:
 
 def test_another_connection_sees_changes(tmp_path: Path) -> None:
     one, two = Registry(tmp_path / "r.sqlite3"), Registry(tmp_path / "r.sqlite3")
-    version = two.data_version()
+    version = two.entity_version()
     one.import_chain(load_chain(GOOD))
-    assert two.data_version() != version
+    assert two.entity_version() > version
     assert len(two.sensor_infos()) == 2
+
+
+def test_entity_version_moves_only_for_real_entity_changes(tmp_path: Path) -> None:
+    """Side-table writes by any connection leave it alone (they used to move PRAGMA
+    data_version and reset every excursion budget); each entity table counts apart."""
+    one, two = Registry(tmp_path / "r.sqlite3"), Registry(tmp_path / "r.sqlite3")
+    chain = load_chain(GOOD)
+    one.import_chain(chain)
+    version = two.entity_version()
+    sensors = two.entity_version("sensors")
+    one.import_chain(chain)  # unchanged: rows rewritten with the same content
+    one.add_dead_letters([(1.0, "bad_json", None, "t", "{", "x")])
+    one.record_discovered([DiscoveredDevice("d", "native", 1.0, 1.0, 1, ["d"], "t", "{}")])
+    one.create_api_key("oncall", name="noc")
+    assert two.entity_version() == version
+    contact = chain.contacts[0]
+    one.upsert_contact(contact.model_copy(update={"name": "Ana Maria"}))
+    assert two.entity_version() == version + 1
+    assert two.entity_version("sensors") == sensors  # contacts moved, sensors did not
+    one.retire_sensor(chain.sensors[0].id, at=2.0)
+    assert two.entity_version("sensors") == sensors + 1
+    with pytest.raises(ValueError, match="not entity tables"):
+        two.entity_version("dead_letters")
 
 
 def test_discovered_merges_and_hides_registered_sensors(tmp_path: Path) -> None:
@@ -89,6 +112,7 @@ def test_an_older_registry_is_migrated_with_its_notification_history(tmp_path: P
     path = tmp_path / "r.sqlite3"
     conn = sqlite3.connect(path)
     for script in _MIGRATIONS[:3]:
+        assert isinstance(script, str)
         conn.executescript(script)
     conn.execute("PRAGMA user_version=3")
     conn.execute(
