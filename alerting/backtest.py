@@ -1,5 +1,7 @@
 """Backtest: replay stored history through a rule set and say what it would have fired.
 
+The same replay warms the live rules at start-up (:mod:`alerting.warmup`).
+
 ``coldchain alerting backtest --store S --from 2026-11-17T20:00 --to 2026-11-18T08:00
 [--rules FILE]`` reads the store's readings, faults and device statuses from InfluxDB,
 feeds them in time order to a fresh :class:`~alerting.rules.RuleEngine` (ticking it every
@@ -12,11 +14,13 @@ this rule have fired last week at store 123?".
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from alerting.rules import RuleEngine, Transition
+from alerting.conditions import Transition
+from alerting.rules import RuleEngine
 from core.chain import Chain
 from core.influx import TimeSeriesStore, quote_ident
 from core.registry import Registry
@@ -41,10 +45,17 @@ class Event:
     code: str | None
 
 
-def load_events(influx: TimeSeriesStore, store: str, start_ms: int, end_ms: int) -> list[Event]:
-    """Readings, faults and statuses of one store, in time order."""
-    where = f"store = $store AND time >= {start_ms}ms AND time < {end_ms}ms"
-    params = {"store": store}
+def load_events(
+    influx: TimeSeriesStore, store: str | None, start_ms: int, end_ms: int
+) -> list[Event]:
+    """Readings, faults and statuses of one store (or of every registered sensor and
+    device when ``store`` is None), in time order."""
+    if store is not None:
+        where = f"store = $store AND time >= {start_ms}ms AND time < {end_ms}ms"
+        params = {"store": store}
+    else:  # what ingest attributed to a store: unregistered ids carry no store tag
+        where = f"store =~ /./ AND time >= {start_ms}ms AND time < {end_ms}ms"
+        params = {}
     streams: list[list[Event]] = []
     for quantity in (Quantity.TEMPERATURE, Quantity.DOOR, Quantity.BATTERY):
         query = (
@@ -72,8 +83,25 @@ def load_events(influx: TimeSeriesStore, store: str, start_ms: int, end_ms: int)
     return list(heapq.merge(*streams, key=lambda e: e.ts_ms))
 
 
-def replay(engine: RuleEngine, events: list[Event], start_ms: int, end_ms: int) -> list[Transition]:
-    """Feed ``events`` and minute ticks to ``engine``; every transition, in order."""
+def history(
+    influx: TimeSeriesStore, store: str | None, start_ms: int, end_ms: int, chunk_ms: int
+) -> Iterator[Event]:
+    """:func:`load_events` in time chunks, so memory holds one chunk, not the window."""
+    begin = start_ms
+    while begin < end_ms:
+        stop = min(begin + chunk_ms, end_ms)
+        yield from load_events(influx, store, begin, stop)
+        begin = stop
+
+
+def replay(
+    engine: RuleEngine, events: Iterable[Event], start_ms: int, end_ms: int | None
+) -> list[Transition]:
+    """Feed ``events`` and minute ticks to ``engine``; every transition, in order.
+
+    Ticks run up to ``end_ms``, or when it is None up to the last event only (a warm-up
+    must not tick across a gap in the data: silence there is the live rules' call).
+    """
     out: list[Transition] = []
     next_tick = start_ms + TICK_S * 1000
     for event in events:
@@ -84,7 +112,7 @@ def replay(engine: RuleEngine, events: list[Event], start_ms: int, end_ms: int) 
             event.kind, event.ts_ms, sensor=event.sensor, device=event.device,
             quantity=event.quantity, value=event.value, code=event.code,
         )  # fmt: skip
-    while next_tick <= end_ms:
+    while end_ms is not None and next_tick <= end_ms:
         out += engine.tick(next_tick)
         next_tick += TICK_S * 1000
     return out

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from alerting.rules import Condition
+from alerting.conditions import Condition
 from core import audit
 from core.chain import PolicyStep
 from core.errors import NotFound, RegistryError

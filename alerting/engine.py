@@ -16,7 +16,7 @@ repeats a step nor skips one (a crash between a provider accepting a message and
 "sent" mark can, rarely, repeat that one message: docs/design/alerting.md).
 
 Chain-wide alerts (a ``pipeline_stalled``, on the reserved store
-:data:`alerting.rules.CHAIN_STORE`) follow the ``pipeline`` policy if the chain defines
+:data:`alerting.conditions.CHAIN_STORE`) follow the ``pipeline`` policy if the chain defines
 one, else :data:`PIPELINE_POLICY` (on-call only); their recipients are the contacts with
 the role whatever stores they cover, and their texts use the chain's most common store
 language and timezone (:meth:`AlertingEngine._place`).
@@ -33,27 +33,28 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from alerting import acks, messages
+from alerting import acks, messages, warmup
 from alerting.acks import AckReply
 from alerting.book import ACKNOWLEDGED, FIRING, Alert, AlertBook, Notification, Page
-from alerting.delivery import Delivery
-from alerting.notifiers.base import Notifier
-from alerting.rules import (
+from alerting.conditions import (
     CHAIN_STORE,
     DOOR_OPEN,
-    LEARN_HISTORY_S,
     LEVELS,
     STORE_OUTAGE,
     Condition,
-    RuleEngine,
     Transition,
 )
+from alerting.delivery import Delivery
+from alerting.notifiers.base import Notifier
+from alerting.rules import RuleEngine
+from alerting.rules.defrost import LEARN_HISTORY_S
 from alerting.stages import StageContext
 from alerting.stages.dedup import dedup
 from alerting.stages.group import Page as RoundPage
 from alerting.stages.group import group
 from alerting.stages.inhibit import DOOR_RECOVERY_S, INHIBITORS, RECOVERY_HOLD_S, inhibit
 from alerting.stages.silence import silence
+from alerting.warmup import WARMUP_S, Warmup
 from core.chain import Contact, Policy, PolicyStep, Store
 from core.clock import Clock
 from core.errors import InfluxError
@@ -144,6 +145,7 @@ class AlertingEngine:
         influx: TimeSeriesStore | None = None,
         public_url: str | None = None,
         ack_timeout_s: float = ACK_TIMEOUT_S,
+        warmup_s: float = WARMUP_S,
         rng: random.Random | None = None,
         metrics: MetricsRegistry | None = None,
     ) -> None:
@@ -151,6 +153,8 @@ class AlertingEngine:
         self.clock = clock
         self.influx = influx
         self.ack_timeout_s = ack_timeout_s
+        self.warmup_s = warmup_s
+        self.warmed: Warmup | None = None
         self.book = AlertBook(registry, rng)
         self.stats = AlertingStats(metrics)
         self._lock = threading.RLock()
@@ -160,8 +164,7 @@ class AlertingEngine:
         # answers False the watchdog counts the connection down (rules.INGEST_DOWN_GRACE_S).
         self.ingest_connected: Callable[[], bool] | None = None
         self._ingest_down_since: float | None = None
-        self.rules = RuleEngine([], [], [])
-        self._load()
+        self.rules = self._load(None)
         base = (public_url or "").rstrip("/")
         self.delivery = Delivery(
             self.book,
@@ -176,15 +179,45 @@ class AlertingEngine:
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Resume pending deliveries; the scheduler starts calling :meth:`tick`."""
+        """Warm the rules from stored history, open what happened while nothing ran,
+        resume pending deliveries; the scheduler then starts calling :meth:`tick`."""
+        if self.influx is not None:
+            with self._lock:
+                self._warm_up()
         self.delivery.start()
+
+    def _warm_up(self) -> None:
+        """Replay recent history through fresh rules and reconcile them with the alert book
+        (alerting/warmup.py). InfluxDB unreachable: start cold (as before) and say so."""
+        assert self.influx is not None
+        now = self.clock.time()
+        rules = self._load(None, restore=False)
+        try:
+            self.warmed = warmup.warm(rules, self.influx, now, self.warmup_s)
+        except InfluxError as exc:
+            log.warning("alerting starts without warm-up: history unreadable (%s)", exc)
+            return
+        booked = [_condition_of(a) for a in self.book.alerts(open_only=True, limit=100_000)]
+        missing = warmup.reconcile(rules, booked, round(now * 1000))
+        rules.resume(now + warmup.STARTUP_GRACE_S)
+        self.rules = rules
+        log.info(
+            "alerting warmed with %d stored observations of the last %.0f h; %d condition(s) "
+            "arose while it was not running",
+            self.warmed.events, self.warmup_s / 3600, len(missing),
+        )  # fmt: skip
+        if missing:
+            self._apply(missing)
+            self._run_due()
 
     def stop(self) -> None:
         """Finish what delivery has due, then stop."""
         self.delivery.stop()
 
-    def _load(self) -> None:
-        """(Re)build configuration and rule state from the registry and the open alerts."""
+    def _load(self, previous: RuleEngine | None, *, restore: bool = True) -> RuleEngine:
+        """(Re)build configuration and rules from the registry and the open alerts,
+        carrying ``previous``'s rule state (a registry change) or seeding what earlier
+        runs learned (start-up)."""
         self._version = self.registry.entity_version()
         self.stores: dict[str, Store] = {s.id: s for s in self.registry.stores()}
         assets = self.registry.assets()
@@ -192,26 +225,26 @@ class AlertingEngine:
         self.asset_policy = {a.id: a.policy for a in assets}
         self.contacts: list[Contact] = self.registry.contacts()
         self.policies: dict[str, Policy] = {p.id: p for p in self.registry.policies()}
-        previous = self.rules
-        self.rules = RuleEngine(self.stores.values(), assets, self.registry.sensors())
-        if previous.learned:  # a reload: keep what this process learned
-            self.rules.adopt_learned(previous)
+        rules = RuleEngine(self.stores.values(), assets, self.registry.sensors())
+        if previous is not None:  # a registry change: carry every piece of rule state
+            rules.carry(previous)
         else:  # start-up: what earlier runs learned
-            self.rules.seed_learned(
+            rules.seed_learned(
                 self.book.defrost_episodes(since=self.clock.time() - LEARN_HISTORY_S)
             )
-        for alert in self.book.alerts(open_only=True, limit=100_000):
-            self.rules.restore(_condition_of(alert))
+        for alert in self.book.alerts(open_only=True, limit=100_000) if restore else []:
+            if alert.key not in rules.active:
+                rules.restore(_condition_of(alert))
+        return rules
 
     def reload_if_changed(self) -> bool:
-        """Pick up registry changes (new sensors, stores, contacts). True when reloaded.
-
-        In-progress excursion budgets restart from zero; open alerts are kept and restored.
-        """
+        """Pick up registry changes (stores, assets, sensors, contacts, policies). True when
+        reloaded. Rule state (budgets, timers, learned defrosts) carries over for
+        everything that still exists (docs/design/state-continuity.md)."""
         if self.registry.entity_version() == self._version:
             return False
         with self._lock:
-            self._load()
+            self.rules = self._load(self.rules)
         return True
 
     # -- inputs -----------------------------------------------------------------------

@@ -101,24 +101,15 @@ def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_alerting(_args: argparse.Namespace, settings: Settings) -> int:
     """Run alerting alone, fed by `coldchain ingest` over MQTT (publish_observations)."""
-    from alerting.engine import AlertingEngine
     from alerting.scheduler import Scheduler
-    from coldchain.compose import make_notifier
+    from coldchain.compose import make_engine
     from core.clock import SystemClock
     from core.influx import connect
-    from core.registry import Registry
     from ingest import observations
     from ingest.mqtt import AckToken, MqttSource
 
     influx = connect(settings)
-    engine = AlertingEngine(
-        Registry(settings.db),
-        make_notifier(settings),
-        SystemClock(),
-        influx=influx,
-        public_url=settings.public_url,
-        ack_timeout_s=settings.ack_timeout,
-    )
+    engine = make_engine(settings, SystemClock(), influx)
     holder: list[MqttSource] = []
 
     def handle(topic: str, payload: bytes, _retained: bool, token: AckToken) -> None:

@@ -53,6 +53,27 @@ def make_notifier(settings: Settings, out: Callable[[str], None] | None = None) 
     return ConsoleNotifier(out=out)
 
 
+def make_engine(
+    settings: Settings,
+    clock: Clock,
+    influx: InfluxV1,
+    *,
+    notifier: Notifier | None = None,
+    metrics: MetricsRegistry | None = None,
+) -> AlertingEngine:
+    """The alerting engine for ``settings``, on a registry connection of its own."""
+    return AlertingEngine(
+        Registry(settings.db),
+        notifier or make_notifier(settings),
+        clock,
+        influx=influx,
+        public_url=settings.public_url,
+        ack_timeout_s=settings.ack_timeout,
+        warmup_s=settings.warmup,
+        metrics=metrics,
+    )
+
+
 class ObservationPump:
     """Moves durable observations from the ingest writer to the alerting engine."""
 
@@ -149,15 +170,7 @@ def build_stack(
     metrics = MetricsRegistry()
     influx = connect(settings)
     influx.ensure_database()
-    engine = AlertingEngine(
-        Registry(settings.db),
-        notifier or make_notifier(settings),
-        clock,
-        influx=influx,
-        public_url=settings.public_url,
-        ack_timeout_s=settings.ack_timeout,
-        metrics=metrics,
-    )
+    engine = make_engine(settings, clock, influx, notifier=notifier, metrics=metrics)
     pump = ObservationPump(engine)
     # Ingest hands each durable batch to every one of these, in order: the API's
     # latest-value cache (added by _api_server; cheap, never blocks), then alerting.

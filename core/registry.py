@@ -119,7 +119,7 @@ _MIGRATIONS: list[str | list[str]] = [
         SELECT j.value, n.id FROM notifications AS n, json_each(n.alert_ids) AS j;
     CREATE INDEX alerts_kind ON alerts(kind, state, resolved_at);
     """,
-    # 5: defrost-like rises alerting learned from (rules._LearnedDefrosts), so that a
+    # 5: defrost-like rises alerting learned from (alerting.rules.defrost.Learned), so that a
     # restart keeps the learned defrost windows instead of relearning them for two days
     """
     CREATE TABLE defrost_episodes (

@@ -47,6 +47,7 @@ ENV_NAMES: dict[str, str] = {
     "log_level": "COLDCHAIN_LOG_LEVEL",
     "publish_observations": "COLDCHAIN_PUBLISH_OBSERVATIONS",
     "ack_timeout": "COLDCHAIN_ACK_TIMEOUT",
+    "warmup": "COLDCHAIN_WARMUP",
 }
 
 
@@ -108,6 +109,10 @@ class Settings(BaseModel):
     # An acknowledged alert whose problem persists re-escalates after this long. Too short
     # nags someone already on the way; too long forgets a forgotten fridge.
     ack_timeout: Duration = 2 * 3600.0
+    # How much stored history alerting replays at start-up so a restart continues every
+    # budget and timer (alerting/warmup.py WARMUP_S says why 6 h). Shorter and a slow
+    # excursion that began before it restarts its budget; longer costs start-up time.
+    warmup: Duration = 6 * 3600.0
 
     @field_validator("mqtt_url")
     @classmethod

@@ -17,7 +17,7 @@ A stall holds for at most :data:`STALL_MAX_HOLD_S`.
 from __future__ import annotations
 
 from alerting.book import Alert
-from alerting.rules import (
+from alerting.conditions import (
     DEFROST_OVERRUN,
     DOOR_OPEN,
     PIPELINE_STALLED,

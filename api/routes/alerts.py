@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from alerting.book import ACKNOWLEDGED, RESOLVED, Alert, Notification
-from alerting.rules import CHAIN_STORE
+from alerting.conditions import CHAIN_STORE
 from alerting.weights import WeightCalendar
 from api.auth import Anyone, Principal, Responder, Silencer
 from api.context import Context, Ctx

@@ -17,8 +17,10 @@ from alerting.notifiers.base import Notifier, Outbound
 from alerting.notifiers.console import ConsoleNotifier
 from core.chain import parse_chain
 from core.clock import ManualClock
+from core.influx import TimeSeriesStore
+from core.lineprotocol import serialize
 from core.registry import Registry
-from core.types import Quantity
+from core.types import Point, Quantity
 from ingest.pipeline import Observation
 
 GT = ZoneInfo("America/Guatemala")
@@ -75,13 +77,16 @@ class EngineHost:
     # Real delivery backoff runs on the monotonic clock: tests shorten it.
     retry_delays_s: tuple[float, ...] | None = None
     processes = 0
+    # With a store, the engine warms itself from it at start-up (alerting/warmup.py).
+    influx: TimeSeriesStore | None = None
 
     def _engine(self) -> AlertingEngine:
         # A new seed per process: alert ids are random and must not repeat after a restart.
         self.processes += 1
         engine = AlertingEngine(
-            self.registry, self.notifier, self.clock, rng=random.Random(7 * self.processes)
-        )
+            self.registry, self.notifier, self.clock, influx=self.influx,
+            rng=random.Random(7 * self.processes),
+        )  # fmt: skip
         if self.retry_delays_s is not None:
             engine.delivery.retry_delays_s = self.retry_delays_s
         engine.start()
@@ -105,9 +110,11 @@ class Harness(EngineHost):
         notifier: Notifier | None = None,
         *,
         retry_delays_s: tuple[float, ...] | None = None,
+        influx: TimeSeriesStore | None = None,
     ) -> None:
         self.path = tmp / "registry.sqlite3"
         self.retry_delays_s = retry_delays_s
+        self.influx = influx
         self.registry = Registry(self.path)
         self.registry.import_chain(parse_chain(CHAIN))
         self.clock = ManualClock(start)
@@ -117,11 +124,18 @@ class Harness(EngineHost):
         self.ticks = 0
 
     def reading(self, sensor: str, value: float, quantity: Quantity = Quantity.TEMPERATURE) -> None:
+        """A durable reading: stored (when the harness has a store), then evaluated."""
         asset = {"wic1": "s042-wic1", "dc1": "s042-dc1"}[sensor]
+        ts = round(self.clock.time() * 1000)
+        if self.influx is not None:  # as ingest writes it, with the registry's tags
+            kind = {"s042-wic1": "walkin_cooler", "s042-dc1": "dairy_case"}[asset]
+            tags = (("asset", asset), ("asset_type", kind), ("sensor", sensor), ("store", "s042"))
+            line = serialize(Point(quantity.value, tags, (("value", value),), ts))
+            assert line is not None
+            self.influx.write(line.encode())
         self.engine.observe(
-            [Observation("reading", round(self.clock.time() * 1000), sensor, sensor, "s042",
-                         asset, None, quantity, value)]
-        )  # fmt: skip
+            [Observation("reading", ts, sensor, sensor, "s042", asset, None, quantity, value)]
+        )
 
     def minutes(self, count: int, sensor: str = "wic1", value: float = 3.0) -> None:
         """One reading a minute for ``count`` minutes, ticking the engine each minute.

@@ -8,16 +8,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from alerting.rules import (
+from alerting.conditions import (
     DEFROST_OVERRUN,
     DOOR_OPEN,
     SENSOR_FAULT,
     SENSOR_SILENT,
     STORE_OUTAGE,
     TEMPERATURE,
-    RuleEngine,
     Transition,
 )
+from alerting.rules import RuleEngine
 from alerting.weights import WeightCalendar
 from core.chain import parse_chain
 from core.types import Quantity
@@ -143,7 +143,7 @@ def test_hard_ceiling_fires_critical_at_once() -> None:
     _feed(engine, start, 3, 3.0)
     # 7.5 K in a minute is not air: the first such reading waits for confirmation ...
     assert _feed(engine, start + timedelta(minutes=3), 1, 10.5) == []
-    assert engine.states["dev1"].spikes == 1
+    assert engine.temperature.states["dev1"].spikes == 1
     # ... which the next one gives: critical at once, without spending a budget.
     events = _feed(engine, start + timedelta(minutes=3, seconds=30), 1, 10.5)
     assert [(t.action, t.condition.stage) for _, t in events] == [("fire", "critical")]
@@ -156,7 +156,7 @@ def test_a_single_spike_is_held_and_forgotten() -> None:
     start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
     temps = [3.0] * 5 + [18.0] + [3.0] * 30
     assert _feed(engine, start, len(temps), temps) == []
-    assert engine.states["dev1"].spikes == 1
+    assert engine.temperature.states["dev1"].spikes == 1
 
 
 def test_defrost_does_not_warn_but_a_defrost_that_does_not_end_does() -> None:
@@ -307,7 +307,7 @@ def test_tick_handles_100k_sensors() -> None:
     events = engine.tick(now + 181_000)
     silent = [t for t in events if t.condition.kind == SENSOR_SILENT]
     assert len(silent) == 50_000
-    assert not np.any(np.isnan(engine._last_seen[::2]))
+    assert not np.any(np.isnan(engine.availability.last_seen[::2]))
 
 
 def _cycling(minutes: int, base: float = 3.0) -> list[float]:

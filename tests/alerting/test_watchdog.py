@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 
 from alerting.book import RESOLVED, Alert
-from alerting.engine import STALL_REARMED_NOTE
-from alerting.notifiers.base import Outbound
-from alerting.notifiers.console import ConsoleNotifier
-from alerting.rules import (
+from alerting.conditions import (
     CHAIN_STORE,
     PIPELINE_STALLED,
     SENSOR_SILENT,
     STORE_OUTAGE,
     TEMPERATURE,
 )
+from alerting.engine import STALL_REARMED_NOTE
+from alerting.notifiers.base import Outbound
+from alerting.notifiers.console import ConsoleNotifier
 from core.chain import parse_chain
 from core.clock import ManualClock
 from core.registry import Registry
