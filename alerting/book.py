@@ -97,6 +97,27 @@ class Page:
     store: str
 
 
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One escalation step to write: the alert as it was planned from, and its new place."""
+
+    alert: Alert
+    step: int
+    repeats: int
+    next_at: float | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One notification to write for a round: the alerts it carries and the message."""
+
+    alert_ids: tuple[str, ...]
+    page: Page
+    step: int | None
+    purpose: str
+
+
 def _insert_pages(
     conn: sqlite3.Connection,
     alert_ids: list[str],
@@ -117,6 +138,16 @@ def _insert_pages(
         ids.append(int(cur.lastrowid or 0))
     _link(conn, alert_ids, ids)
     return ids
+
+
+def _queue(
+    conn: sqlite3.Connection, at: float, alert_id: str | None, payload: dict[str, Any]
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO alert_commands(at, alert_id, payload) VALUES (?,?,?)",
+        (at, alert_id, json.dumps(payload)),
+    )
+    return int(cur.lastrowid or 0)
 
 
 def _set_delivery(
@@ -355,12 +386,19 @@ class AlertBook:
         return self.get(alert.id)
 
     def acknowledge(
-        self, alert: Alert, at: float, *, by: str, via: str, note: str, rearm_at: float | None
-    ) -> Alert:
-        """Stop the escalation; re-escalate at ``rearm_at`` if still unresolved."""
+        self, alert: Alert, at: float, *, by: str, via: str, note: str, rearm_at: float | None,
+        queue: dict[str, Any] | None = None,
+    ) -> Alert:  # fmt: skip
+        """Stop the escalation; re-escalate at ``rearm_at`` if still unresolved.
+
+        ``queue``: a command for the alerting process, written in the same transaction
+        (alerting/commands.py, split mode).
+        """
         if alert.state == RESOLVED:
             raise RegistryError(f"alert {alert.id} is already resolved")
         with self.registry.transaction() as conn:
+            if queue is not None:
+                _queue(conn, at, alert.id, queue)
             conn.execute(
                 "UPDATE alerts SET state=?, acked_at=?, acked_by=?, ack_via=?, ack_note=?, "
                 "next_at=?, updated_at=? WHERE id=?",
@@ -372,9 +410,16 @@ class AlertBook:
             )  # fmt: skip
         return self.get(alert.id)
 
-    def resolve(self, alert: Alert, at: float, *, by: str, note: str) -> Alert:
-        """Close the alert (condition cleared, or resolved by a person with a note)."""
+    def resolve(
+        self, alert: Alert, at: float, *, by: str, note: str, queue: dict[str, Any] | None = None
+    ) -> Alert:
+        """Close the alert (condition cleared, or resolved by a person with a note).
+
+        ``queue``: as for :meth:`acknowledge`.
+        """
         with self.registry.transaction() as conn:
+            if queue is not None:
+                _queue(conn, at, alert.id, queue)
             conn.execute(
                 "UPDATE alerts SET state=?, resolved_at=?, resolved_by=?, resolve_note=?, "
                 "next_at=NULL, updated_at=? WHERE id=?",
@@ -386,44 +431,55 @@ class AlertBook:
             )  # fmt: skip
         return self.get(alert.id)
 
-    def advance(
-        self,
-        alert: Alert,
-        at: float,
-        *,
-        step: int,
-        repeats: int,
-        next_at: float | None,
-        pages: list[Page],
-        purpose: str,
-        detail: dict[str, Any],
-    ) -> list[int]:
-        """Record one escalation step and its pending notifications, atomically.
+    def commit_round(
+        self, at: float, steps: list[StepRecord], outgoing: list[Outgoing]
+    ) -> list[int | None]:
+        """Write one escalation round atomically: every step that runs (the alert's new
+        step, level and next time, an audit row) and every notification it sends, as
+        *pending* (delivery sends them after the commit).
 
-        Returns the ids of the notifications created for ``pages``.
-        The alert returns to firing (an expired acknowledgement re-escalates).
+        A step is stale when the book moved on since it was planned (another process ran
+        it, or the alert was resolved): it is skipped, and its alert is left out of the
+        notifications. Returns the notification id of each ``outgoing`` (None when every
+        alert it carried was stale). The alert returns to firing (an expired
+        acknowledgement re-escalates).
         """
-        ids: list[int] = []
         with self.registry.transaction() as conn:
-            current = conn.execute(
-                "SELECT state, step, repeats FROM alerts WHERE id=?", (alert.id,)
-            ).fetchone()
-            if (
-                current is None
-                or current["state"] == RESOLVED
-                or (current["step"], current["repeats"]) != (alert.step, alert.repeats)
-            ):
-                return []  # stale: someone else ran this step or closed the alert
-            conn.execute(
-                "UPDATE alerts SET state=?, step=?, repeats=?, level=level+1, next_at=?, "
-                "updated_at=? WHERE id=?",
-                (FIRING, step, repeats, next_at, at, alert.id),
-            )
-            ids = _insert_pages(conn, [alert.id], alert.step, purpose, pages, at)
-            audit.append(
-                conn, at=at, actor="coldchain", action="alert.escalate", subject=alert.id,
-                detail={**detail, "notifications": ids},
-            )  # fmt: skip
+            fresh: list[StepRecord] = []
+            for record in steps:
+                current = conn.execute(
+                    "SELECT state, step, repeats FROM alerts WHERE id=?", (record.alert.id,)
+                ).fetchone()
+                if (
+                    current is not None
+                    and current["state"] != RESOLVED
+                    and (current["step"], current["repeats"])
+                    == (record.alert.step, record.alert.repeats)
+                ):
+                    fresh.append(record)
+            live = {r.alert.id for r in fresh}
+            ids: list[int | None] = []
+            carried: dict[str, list[int]] = {a: [] for a in live}
+            for out in outgoing:
+                alert_ids = [a for a in out.alert_ids if a in live]
+                if not alert_ids:
+                    ids.append(None)
+                    continue
+                [nid] = _insert_pages(conn, alert_ids, out.step, out.purpose, [out.page], at)
+                ids.append(nid)
+                for alert_id in alert_ids:
+                    carried[alert_id].append(nid)
+            for record in fresh:
+                conn.execute(
+                    "UPDATE alerts SET state=?, step=?, repeats=?, level=level+1, next_at=?, "
+                    "updated_at=? WHERE id=?",
+                    (FIRING, record.step, record.repeats, record.next_at, at, record.alert.id),
+                )
+                audit.append(
+                    conn, at=at, actor="coldchain", action="alert.escalate",
+                    subject=record.alert.id,
+                    detail={**record.detail, "notifications": carried[record.alert.id]},
+                )  # fmt: skip
         return ids
 
     def add_notifications(
@@ -433,29 +489,6 @@ class AlertBook:
         """Pending notifications not tied to an escalation step (resolved, replies)."""
         with self.registry.transaction() as conn:
             return _insert_pages(conn, alert_ids, None, purpose, pages, at)
-
-    def merge_notifications(self, keep: int, absorbed: list[int], body: str, at: float) -> None:
-        """Bundle: ``keep`` carries ``absorbed``'s alerts and a combined body."""
-        with self.registry.transaction() as conn:
-            ids: list[str] = json.loads(
-                conn.execute("SELECT alert_ids FROM notifications WHERE id=?", (keep,)).fetchone()[
-                    0
-                ]
-            )
-            for other in absorbed:
-                row = conn.execute(
-                    "SELECT alert_ids FROM notifications WHERE id=?", (other,)
-                ).fetchone()
-                ids.extend(i for i in json.loads(row[0]) if i not in ids)
-                conn.execute(
-                    "UPDATE notifications SET status='bundled', error=?, updated_at=? WHERE id=?",
-                    (f"sent within notification {keep}", at, other),
-                )
-            conn.execute(
-                "UPDATE notifications SET alert_ids=?, body=?, updated_at=? WHERE id=?",
-                (json.dumps(ids), body, at, keep),
-            )
-            _link(conn, ids, [keep])
 
     def expedite(self, alert: Alert, at: float, *, reason: str) -> None:
         """Make the next escalation step due now (a delivery failed with no backup)."""
@@ -520,6 +553,25 @@ class AlertBook:
                 conn, notification_id, at, status=status, error=error, attempt=attempt,
                 provider_id=provider_id,
             )  # fmt: skip
+
+    def queue_command(self, at: float, payload: dict[str, Any], alert_id: str | None = None) -> int:
+        """Queue a command for the alerting process (alerting/commands.py)."""
+        with self.registry.transaction() as conn:
+            return _queue(conn, at, alert_id, payload)
+
+    def pending_commands(self, limit: int = 1000) -> list[tuple[int, str | None, dict[str, Any]]]:
+        """``(id, alert_id, payload)`` of the commands not carried out yet, oldest first."""
+        rows = self.registry.query(
+            "SELECT id, alert_id, payload FROM alert_commands WHERE done_at IS NULL "
+            "ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [(int(r["id"]), r["alert_id"], json.loads(r["payload"])) for r in rows]
+
+    def command_done(self, command_id: int, at: float) -> None:
+        """Mark a command carried out."""
+        with self.registry.transaction() as conn:
+            conn.execute("UPDATE alert_commands SET done_at=? WHERE id=?", (at, command_id))
 
     def add_silence(
         self, *, store: str | None, asset: str | None, sensor: str | None, starts: float,

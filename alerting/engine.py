@@ -30,12 +30,20 @@ import sqlite3
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from alerting import acks, messages, warmup
+from alerting import acks, commands, escalation, messages, pipeline, warmup
 from alerting.acks import AckReply
-from alerting.book import ACKNOWLEDGED, FIRING, Alert, AlertBook, Notification, Page
+from alerting.book import (
+    ACKNOWLEDGED,
+    FIRING,
+    Alert,
+    AlertBook,
+    Notification,
+    Outgoing,
+    Page,
+    StepRecord,
+)
 from alerting.conditions import (
     CHAIN_STORE,
     DOOR_OPEN,
@@ -45,19 +53,17 @@ from alerting.conditions import (
     Transition,
 )
 from alerting.delivery import Delivery
+from alerting.escalation import Place
 from alerting.notifiers.base import Notifier
 from alerting.rules import RuleEngine
 from alerting.rules.defrost import LEARN_HISTORY_S
-from alerting.stages import StageContext
-from alerting.stages.dedup import dedup
-from alerting.stages.group import Page as RoundPage
-from alerting.stages.group import group
-from alerting.stages.inhibit import DOOR_RECOVERY_S, INHIBITORS, RECOVERY_HOLD_S, inhibit
-from alerting.stages.silence import silence
+from alerting.stages import Dispatch, StageContext
+from alerting.stages.inhibit import DOOR_RECOVERY_S, INHIBITORS, RECOVERY_HOLD_S
 from alerting.warmup import WARMUP_S, Warmup
-from core.chain import Contact, Policy, PolicyStep, Store
+from alerting.weights import Weight
+from core.chain import Contact, Policy, Store
 from core.clock import Clock
-from core.errors import InfluxError
+from core.errors import InfluxError, NotFound
 from core.influx import TimeSeriesStore
 from core.lineprotocol import serialize
 from core.metrics import Counter
@@ -67,39 +73,14 @@ from core.types import Point
 
 log = logging.getLogger(__name__)
 
-# Used when neither the asset, the store nor a policy called "default" names one: store
-# manager first, on-call after 30 min, regional management every 2 h after that.
-DEFAULT_POLICY = [
-    PolicyStep(notify=["store_manager"], wait=1800),
-    PolicyStep(notify=["oncall"], wait=1800),
-    PolicyStep(notify=["regional"], repeat=7200),
-]
 # An acknowledged alert whose problem is still there re-escalates after this long (the
 # default of COLDCHAIN_ACK_TIMEOUT): someone said "on it" but nothing changed.
 ACK_TIMEOUT_S = 2 * 3600
-# Chain-wide alerts (a pipeline stall) when the chain has no policy called "pipeline":
-# on-call, and on-call again every hour until acknowledged. Store managers cannot fix a
-# broker, and regional management neither.
-PIPELINE_POLICY = [
-    PolicyStep(notify=["oncall"], wait=3600),
-    PolicyStep(notify=["oncall"], repeat=3600),
-]
-PIPELINE_POLICY_ID = "pipeline"
 # Resolve notes of store-level alerts a pipeline stall explained. They were no power cuts:
 # no pull-down hold follows them (alerting/stages/inhibit.py RECOVERY_HOLD_S).
 STALL_BACK_NOTE = "back to normal (during a pipeline stall)"
 STALL_REARMED_NOTE = "pipeline stall over: re-armed, pages after its normal grace"
 STALL_NOTES = frozenset({STALL_BACK_NOTE, STALL_REARMED_NOTE})
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """Where an alert is, as its messages need it: a store, or the whole chain."""
-
-    id: str
-    name: str
-    language: str
-    timezone: str
 
 
 class AlertingStats:
@@ -156,6 +137,7 @@ class AlertingEngine:
         self.warmup_s = warmup_s
         self.warmed: Warmup | None = None
         self.book = AlertBook(registry, rng)
+        self.pipeline = pipeline.build_pipeline()
         self.stats = AlertingStats(metrics)
         self._lock = threading.RLock()
         self._version = -1
@@ -265,8 +247,10 @@ class AlertingEngine:
                 self._save_episodes()
 
     def tick(self) -> None:
-        """Time-based rules, due escalation steps, and retries of alert_event writes."""
+        """Commands queued by an API in another process, time-based rules, due
+        escalation steps, and retries of alert_event writes."""
         self.reload_if_changed()
+        self.run_commands()
         with self._lock:
             now = self.clock.time()
             probe = self.ingest_connected
@@ -320,7 +304,11 @@ class AlertingEngine:
                     )
                 continue
             if existing is None:
-                alert = self.book.open(condition, now, self._policy_for(condition))
+                alert = self.book.open(
+                    condition,
+                    now,
+                    escalation.policy_for(condition, self.stores, self.asset_policy, self.policies),
+                )
                 self.stats.opened.inc(condition.kind)
                 self._event(alert, "firing")
             elif _stage_level(condition.stage) > _stage_level(existing.stage) or (
@@ -328,36 +316,60 @@ class AlertingEngine:
             ):  # a chain-wide alert also records the stores it grew to explain
                 self._event(self.book.upgrade(existing, condition, now), existing.state)
 
-    def _policy_for(self, condition: Condition) -> list[PolicyStep]:
-        if condition.store == CHAIN_STORE:
-            chain = self.policies.get(PIPELINE_POLICY_ID)
-            return list(chain.steps) if chain else list(PIPELINE_POLICY)
-        store = self.stores.get(condition.store)
-        for name in (
-            self.asset_policy.get(condition.asset or ""),
-            store.policy if store else None,
-            "default",
-        ):
-            if name and name in self.policies:
-                return list(self.policies[name].steps)
-        return list(DEFAULT_POLICY)
-
     # -- escalation ---------------------------------------------------------------------
 
     def _run_due(self) -> None:
+        """One escalation round (alerting/pipeline.py): plan every due step, filter the
+        dispatches through the stages, write what survives in one transaction, send."""
         now = self.clock.time()
         due = self.book.due(now)
         if not due:
             return
-        # Only what the stages read, through indexes: a round costs the same after a year of
-        # history and with hundreds of unrelated alerts open.
+        ctx = self._stage_context(now)
+        steps = [
+            escalation.plan(alert, now, self._place(alert.store), self._weight(alert.store, now),
+                            self.contacts)
+            for alert in due
+        ]  # fmt: skip
+        kept = pipeline.run(self.pipeline, [d for s in steps for d in s.dispatches], ctx)
+        for stage, count in ctx.dropped.items():
+            self.stats.held.inc(stage, amount=count)
+        written = pipeline.steps_to_write(steps, kept)
+        by_alert = {s.alert.id: s for s in written}
+        outgoing = [
+            Outgoing(
+                tuple(a.id for a in d.alerts),
+                self._page(d),
+                d.alerts[0].step,
+                by_alert[d.alerts[0].id].purpose,
+            )
+            for d in kept
+            if d.contact is not None
+        ]
+        records = [StepRecord(s.alert, s.step, s.repeats, s.next_at, s.detail) for s in written]
+        ids = self.book.commit_round(now, records, outgoing)
+        for s in written:
+            if not s.park:
+                if not s.detail["recipients"]:
+                    log.warning("alert %s step %d: nobody to notify for %s", s.alert.id,
+                                s.detail["step"], s.detail["notify"])  # fmt: skip
+                self.stats.steps.inc()
+                level = s.alert.level
+                self._event(self.book.get(s.alert.id), "escalated" if level > 0 else "firing")
+        for nid in ids:
+            if nid is not None:
+                self.delivery.submit(nid)
+
+    def _stage_context(self, now: float) -> StageContext:
+        """What the stages read, through indexes: a round costs the same after a year of
+        history and with hundreds of unrelated alerts open."""
         recent = self.book.alerts(
             kind=STORE_OUTAGE, resolved_since=now - RECOVERY_HOLD_S, limit=100_000
         )
         doors = self.book.alerts(
             kind=DOOR_OPEN, resolved_since=now - DOOR_RECOVERY_S, limit=100_000
         )
-        ctx = StageContext(
+        return StageContext(
             now=now,
             open_alerts=self.book.alerts(open_only=True, kinds=INHIBITORS, limit=100_000),
             silences=self.book.active_silences(now),
@@ -374,88 +386,27 @@ class AlertingEngine:
                 if a.asset and a.resolved_at is not None and now - a.resolved_at < DOOR_RECOVERY_S
             },
         )
-        survivors = silence(inhibit(due, ctx), ctx)
-        pages: list[RoundPage] = []
-        for alert in survivors:
-            pages += self._run_step(alert, now)
-        bundles = dedup(group(pages, ctx), ctx)
-        delivered: set[int] = set()
-        for bundle in bundles:
-            keep = bundle[0]
-            delivered.update(p.notification_id for p in bundle)
-            if len(bundle) > 1:
-                self._merge(bundle, now)
-            self.delivery.submit(keep.notification_id)
-        for page in pages:
-            if page.notification_id not in delivered:
-                self.book.mark(page.notification_id, now, status="duplicate")
-        for stage, count in ctx.dropped.items():
-            self.stats.held.inc(stage, amount=count)
 
-    def _run_step(self, alert: Alert, now: float) -> list[RoundPage]:
-        steps = alert.policy
-        index = alert.step
-        repeating = index >= len(steps)
-        if repeating and steps[-1].repeat is None:
-            if alert.state == ACKNOWLEDGED:
-                index = len(steps) - 1  # ack expired with the chain done: remind the last step
-            else:
-                self._park(alert, now)
-                return []
-        step = steps[min(index, len(steps) - 1)]
-        store = self._place(alert.store)
-        if store is None:
-            self._park(alert, now)
-            return []
-        weight = (
-            self.rules.calendars[store.id].at(now) if store.id in self.rules.calendars else None
-        )
-        factor = weight.value if weight else 1.0
-        interval = step.repeat if (repeating or step.wait is None) else step.wait
-        more = index + 1 < len(steps) or step.repeat is not None
-        next_at = now + interval / factor if interval else (now if more else None)
-        recipients = self._recipients(step, store.id)
-        level = alert.level
-        new_pages = []
-        for contact, channel in recipients:
-            lang = messages.language(contact.language or store.language)
-            body = messages.page(
-                store.name, [self._text(alert)], lang, store.timezone, level,
-                acked=alert.state == ACKNOWLEDGED,
-            )  # fmt: skip
-            new_pages.append(Page(contact.id, contact.phone, channel, lang, body, store.id))
-        ids = self.book.advance(
-            alert,
-            now,
-            step=index + 1 if not repeating else len(steps),
-            repeats=alert.repeats + (1 if repeating else 0),
-            next_at=next_at,
-            pages=new_pages,
-            purpose="page" if level == 0 else "escalation",
-            detail={
-                "step": index,
-                "notify": step.notify,
-                "recipients": [c.id for c, _ in recipients],
-                "weight": weight.explain() if weight else "x1",
-                "next_at": next_at,
-                "reason": "acknowledgement expired" if alert.state == ACKNOWLEDGED else "due",
-            },
-        )
-        if not ids and not recipients:
-            log.warning("alert %s step %d: nobody to notify for %s", alert.id, index, step.notify)
-        self.stats.steps.inc()
-        self._event(self.book.get(alert.id), "escalated" if level > 0 else "firing")
-        return [
-            RoundPage(nid, alert.id, store.id, page.phone, page.channel)
-            for nid, page in zip(ids, new_pages, strict=True)
-        ]
+    def _weight(self, store: str, now: float) -> Weight | None:
+        calendar = self.rules.calendars.get(store)
+        return calendar.at(now) if calendar is not None else None
 
-    def _park(self, alert: Alert, now: float) -> None:
-        """Nothing more to run for this alert until something changes."""
-        self.book.advance(
-            alert, now, step=alert.step, repeats=alert.repeats, next_at=None, pages=[],
-            purpose="page", detail={"step": alert.step, "reason": "escalation chain finished"},
-        )  # fmt: skip
+    def _page(self, dispatch: Dispatch) -> Page:
+        """The message of one dispatch: one alert, or a bundle of a store's alerts."""
+        place = self._place(dispatch.store)
+        assert place is not None  # dispatches are only planned for places that exist
+        alerts = dispatch.alerts
+        body = messages.page(
+            place.name,
+            [self._text(a) for a in alerts],
+            dispatch.language,
+            place.timezone,
+            max(a.level for a in alerts),
+            acked=len(alerts) == 1 and alerts[0].state == ACKNOWLEDGED,
+        )
+        assert dispatch.contact is not None
+        return Page(dispatch.contact, dispatch.phone, dispatch.channel, dispatch.language,
+                    body, place.id)  # fmt: skip
 
     def _place(self, store_id: str) -> Place | None:
         """The store an alert is in, or for chain-wide alerts the chain: named "central",
@@ -474,34 +425,6 @@ class AlertingEngine:
         lang = messages.language(most_common([s.language for s in stores], "es"))
         zone = most_common([s.timezone for s in stores], "UTC")
         return Place(CHAIN_STORE, messages.chain_name(lang), lang, zone)
-
-    def _recipients(self, step: PolicyStep, store: str) -> list[tuple[Contact, str]]:
-        wanted = set(step.notify)
-        out: list[tuple[Contact, str]] = []
-        for contact in self.contacts:
-            if contact.stores and store not in contact.stores and store != CHAIN_STORE:
-                continue
-            if contact.id in wanted or wanted & set(contact.roles):
-                out.append((contact, step.channel or contact.channel))
-        return out
-
-    def _merge(self, bundle: list[RoundPage], now: float) -> None:
-        keep = bundle[0]
-        alerts = [self.book.get(p.alert_id) for p in bundle]
-        store = self._place(keep.store)
-        assert store is not None  # pages are only made for places that exist
-        note = self.book.notification(keep.notification_id)
-        assert note is not None  # created in this round
-        body = messages.page(
-            store.name,
-            [self._text(a) for a in alerts],
-            note.language,
-            store.timezone,
-            max(a.level for a in alerts) - 1,
-        )
-        self.book.merge_notifications(
-            keep.notification_id, [p.notification_id for p in bundle[1:]], body, now
-        )
 
     def _text(self, alert: Alert) -> messages.AlertText:
         return messages.AlertText(
@@ -597,11 +520,45 @@ class AlertingEngine:
             self._notify_resolved(resolved, now)
             return resolved
 
+    def run_commands(self) -> int:
+        """Carry out what an API without the engine queued (alerting/commands.py): an
+        acknowledgement's event, a resolution's messages, a failed delivery's fallback.
+        Each is marked done after it ran (a crash in between runs it again: a resolved
+        message may go twice, a fallback does not, as the notification is marked failed).
+        Returns how many ran."""
+        pending = self.book.pending_commands()
+        for command_id, alert_id, payload in pending:
+            with self._lock:
+                now = self.clock.time()
+                kind = payload.get("kind")
+                try:
+                    if kind == commands.STATUS:
+                        self.handle_status(
+                            str(payload.get("provider_id", "")), str(payload.get("status", "")),
+                            payload.get("error"),
+                        )  # fmt: skip
+                    elif alert_id is not None and kind == commands.ACKNOWLEDGED:
+                        self.stats.acks.inc(str(payload.get("via", "api")))
+                        self._event(self.book.get(alert_id), "acknowledged")
+                    elif alert_id is not None and kind == commands.RESOLVED:
+                        resolved = self.book.get(alert_id)
+                        self.rules.forget(resolved.key)
+                        self._event(resolved, "resolved")
+                        self._notify_resolved(resolved, now)
+                except NotFound:
+                    log.warning("command %d names an unknown alert %s", command_id, alert_id)
+                self.book.command_done(command_id, now)
+        return len(pending)
+
+    def help_reply(self, sender: str) -> AckReply:
+        """How to acknowledge, in the sender's language."""
+        return acks.help_reply(sender, self.contacts)
+
     def handle_sms(self, from_number: str, body: str) -> AckReply:
         """An inbound SMS: ``OK 4821 [note]`` from a paged or responsible number acks."""
         parsed = acks.parse_sms(body)
         if parsed is None:
-            return acks.help_reply(from_number, self.contacts)
+            return self.help_reply(from_number)
         code, note = parsed
         return self.acknowledge_by_code(from_number, code, via="sms", note=note)
 

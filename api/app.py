@@ -29,6 +29,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from alerting.book import AlertBook
+from alerting.commands import AlertCommands, BookCommands
 from api import errors
 from api.auth import CHALLENGE, INVALID, authenticate
 from api.context import ApiDeps, ApiStats, Context
@@ -199,7 +200,10 @@ def _check_settings(deps: ApiDeps) -> None:
             "will answer 503 (signatures are checked against the public URL)"
         )
     if deps.engine is None:
-        log.info("no alerting engine in this process: acks go to the alert book directly")
+        log.info(
+            "no alerting engine in this process: acknowledgements and resolutions are written "
+            "to the alert book, the rest is queued for the alerting process"
+        )
 
 
 def create_app(deps: ApiDeps) -> FastAPI:
@@ -211,7 +215,15 @@ def create_app(deps: ApiDeps) -> FastAPI:
     Returns:
         The FastAPI application, ready for uvicorn (see :mod:`api.server`).
     """
-    context = Context(deps=deps, book=AlertBook(deps.registry), stats=_stats_for(deps.metrics))
+    commands: AlertCommands = deps.engine or BookCommands(
+        deps.registry, deps.clock, deps.settings.ack_timeout
+    )
+    context = Context(
+        deps=deps,
+        book=AlertBook(deps.registry),
+        stats=_stats_for(deps.metrics),
+        commands=commands,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

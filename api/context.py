@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from alerting.book import AlertBook
+from alerting.commands import AlertCommands
 from alerting.engine import AlertingEngine
 from api.latest import LatestCache, StoreLayouts
 from core.clock import Clock
@@ -39,9 +40,9 @@ class ApiDeps:
         registry: A registry connection of the API's own (SQLite WAL: the engine and the
             ingester keep theirs).
         influx: The InfluxDB adapter (readings, readiness).
-        engine: The alerting engine when it runs in this process; without it, acks and
-            resolutions are written to the alert book directly (the alerting process
-            re-reads each alert before every step) and the Twilio webhooks answer 503.
+        engine: The alerting engine when it runs in this process; without it, commands go
+            through :class:`alerting.commands.BookCommands` (the book decides at once, the
+            alerting process carries out the rest on its next tick).
         clock: The service clock (audit stamps, default time ranges).
         metrics: Where the API's request counters are registered and what ``/metrics``
             renders (share the stack's registry to expose ingest and alerting counters).
@@ -93,6 +94,7 @@ class Context:
     deps: ApiDeps
     book: AlertBook
     stats: ApiStats
+    commands: AlertCommands  # the engine here, or the book plus a queue for it
     layouts: StoreLayouts = field(default_factory=StoreLayouts)
 
 

@@ -143,6 +143,15 @@ _MIGRATIONS: list[str | list[str]] = [
             for event in ("INSERT", "UPDATE", "DELETE")
         ),
     ],
+    # 7: commands for the alerting process from an API running without it (split mode):
+    # resolved messages to send, late delivery failures to fall back from
+    # (alerting/commands.py); done_at is set once the engine carried one out
+    """
+    CREATE TABLE alert_commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, alert_id TEXT,
+        payload TEXT NOT NULL, done_at REAL);
+    CREATE INDEX alert_commands_pending ON alert_commands(done_at, id);
+    """,
 ]
 
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a

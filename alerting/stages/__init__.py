@@ -1,7 +1,7 @@
-"""Notification pipeline stages (STYLE.md §1): each filters or reshapes a list and counts
-what it drops; :func:`alerting.engine.AlertingEngine._run_due` wires them in order:
-inhibit -> silence -> (escalation step) -> group -> dedup. No stage sends anything."""
+"""Notification pipeline stages (STYLE.md §1): each filters or reshapes the round's
+dispatches and counts what it drops; :func:`alerting.pipeline.build_pipeline` wires them:
+inhibit -> silence -> group -> dedup. No stage writes or sends anything."""
 
-from alerting.stages.base import StageContext
+from alerting.stages.base import Dispatch, Stage, StageContext
 
-__all__ = ["StageContext"]
+__all__ = ["Dispatch", "Stage", "StageContext"]

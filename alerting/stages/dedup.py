@@ -1,24 +1,28 @@
-"""Dedup: the same alert to the same number twice in one round is sent once."""
+"""Dedup: the same alert to the same number twice in one round is sent once (two contacts
+sharing a phone, or one contact reached through two roles)."""
 
 from __future__ import annotations
 
-from alerting.stages.base import StageContext
-from alerting.stages.group import Page
+from alerting.stages.base import Dispatch, StageContext
 
 
-def dedup(bundles: list[list[Page]], ctx: StageContext) -> list[list[Page]]:
-    """Drop repeated (alert, phone) pairs inside each bundle, and bundles left empty."""
-    out: list[list[Page]] = []
-    for bundle in bundles:
-        seen: set[tuple[str, str]] = set()
+def dedup(dispatches: list[Dispatch], ctx: StageContext) -> list[Dispatch]:
+    """Drop alerts already going to the same phone and channel; drop dispatches left
+    empty (a step with nobody to notify is never a duplicate)."""
+    seen: set[tuple[str, str, str]] = set()
+    out: list[Dispatch] = []
+    for dispatch in dispatches:
+        if dispatch.contact is None:
+            out.append(dispatch)
+            continue
         kept = []
-        for page in bundle:
-            key = (page.alert_id, page.phone)
+        for alert in dispatch.alerts:
+            key = (alert.id, dispatch.phone, dispatch.channel)
             if key in seen:
                 ctx.dropped["duplicate"] += 1
                 continue
             seen.add(key)
-            kept.append(page)
+            kept.append(alert)
         if kept:
-            out.append(kept)
+            out.append(dispatch.keeping(tuple(kept)))
     return out

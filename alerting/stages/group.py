@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from alerting.stages.base import StageContext
+from alerting.stages.base import Dispatch, StageContext
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    """A pending notification of one round, before it is handed to delivery."""
-
-    notification_id: int
-    alert_id: str
-    store: str
-    phone: str
-    channel: str
-
-
-def group(pages: list[Page], ctx: StageContext) -> list[list[Page]]:
-    """Bundle pages for the same (store, phone, channel); order of first appearance."""
-    bundles: dict[tuple[str, str, str], list[Page]] = {}
-    for page in pages:
-        bundles.setdefault((page.store, page.phone, page.channel), []).append(page)
-    out = list(bundles.values())
-    ctx.dropped["bundled"] += len(pages) - len(out)
+def group(dispatches: list[Dispatch], ctx: StageContext) -> list[Dispatch]:
+    """Merge dispatches with the same route (store, phone, channel), in order of first
+    appearance; the first one's contact and language speak for the bundle."""
+    bundles: dict[tuple[str, str, str], Dispatch] = {}
+    out: list[Dispatch] = []
+    for dispatch in dispatches:
+        if dispatch.contact is None:  # nobody to notify: nothing to bundle
+            out.append(dispatch)
+            continue
+        first = bundles.get(dispatch.route)
+        if first is None:
+            bundles[dispatch.route] = dispatch
+            out.append(dispatch)
+            continue
+        ctx.dropped["bundled"] += 1
+        merged = first.keeping(first.alerts + dispatch.alerts)
+        out[out.index(first)] = merged
+        bundles[dispatch.route] = merged
     return out

@@ -16,6 +16,8 @@ A stall holds for at most :data:`STALL_MAX_HOLD_S`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from alerting.book import Alert
 from alerting.conditions import (
     DEFROST_OVERRUN,
@@ -25,7 +27,7 @@ from alerting.conditions import (
     STORE_OUTAGE,
     TEMPERATURE,
 )
-from alerting.stages.base import StageContext
+from alerting.stages.base import Dispatch, StageContext, filter_alerts
 
 # How long after a store outage its units' own alerts stay held: research §C.7 gives 1-3 h
 # of pull-down when every compressor restarts at once (a frozen coffin is the slowest).
@@ -47,10 +49,11 @@ STALL_MAX_HOLD_S = 2 * 3600
 INHIBITORS = (STORE_OUTAGE, DOOR_OPEN, PIPELINE_STALLED)
 
 
-def inhibit(alerts: list[Alert], ctx: StageContext) -> list[Alert]:
-    """Drop alerts of stores in (or just after) an outage, but not the outage itself, an
-    asset's temperature alert while its door is reported open (the door is the news), and
-    the silence alerts of the stores an open pipeline stall lists (the stall is the news)."""
+def held(ctx: StageContext) -> Callable[[Alert], bool]:
+    """The rule: alerts of stores in (or just after) an outage, but not the outage itself;
+    an asset's temperature alert while its door is reported open (the door is the news);
+    the silence alerts of the stores an open pipeline stall lists (the stall is the news).
+    """
     dark = {a.store for a in ctx.open_alerts if a.kind == STORE_OUTAGE}
     dark |= {store for store, at in ctx.recovering.items() if ctx.now - at < RECOVERY_HOLD_S}
     doors = {a.asset for a in ctx.open_alerts if a.kind == DOOR_OPEN}
@@ -59,12 +62,18 @@ def inhibit(alerts: list[Alert], ctx: StageContext) -> list[Alert]:
     for stall in ctx.open_alerts:
         if stall.kind == PIPELINE_STALLED and ctx.now - stall.opened_at < STALL_MAX_HOLD_S:
             stalled.update(stall.explanation.get("stores") or ())
-    kept = [
-        a
-        for a in alerts
-        if (a.kind == STORE_OUTAGE or a.store not in dark)
-        and not (a.kind in (TEMPERATURE, DEFROST_OVERRUN) and a.asset in doors)
-        and not (a.kind in SILENCE_KINDS and a.store in stalled)
-    ]
-    ctx.dropped["inhibited"] += len(alerts) - len(kept)
-    return kept
+
+    def is_held(a: Alert) -> bool:
+        return (
+            (a.kind != STORE_OUTAGE and a.store in dark)
+            or (a.kind in (TEMPERATURE, DEFROST_OVERRUN) and a.asset in doors)
+            or (a.kind in SILENCE_KINDS and a.store in stalled)
+        )
+
+    return is_held
+
+
+def inhibit(dispatches: list[Dispatch], ctx: StageContext) -> list[Dispatch]:
+    """Drop the alerts another open alert explains (:func:`held`)."""
+    is_held = held(ctx)
+    return filter_alerts(dispatches, ctx, "inhibited", lambda a: not is_held(a))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerting.book import Alert
-from alerting.stages.base import StageContext
+from alerting.stages.base import Dispatch, StageContext, filter_alerts
 
 
 def _covers(silence: dict[str, Any], alert: Alert) -> bool:
@@ -16,8 +16,11 @@ def _covers(silence: dict[str, Any], alert: Alert) -> bool:
     return True
 
 
-def silence(alerts: list[Alert], ctx: StageContext) -> list[Alert]:
+def silenced(alert: Alert, ctx: StageContext) -> bool:
+    """A silence in force covers the alert."""
+    return any(_covers(s, alert) for s in ctx.silences)
+
+
+def silence(dispatches: list[Dispatch], ctx: StageContext) -> list[Dispatch]:
     """Drop alerts covered by a silence in force."""
-    kept = [a for a in alerts if not any(_covers(s, a) for s in ctx.silences)]
-    ctx.dropped["silenced"] += len(alerts) - len(kept)
-    return kept
+    return filter_alerts(dispatches, ctx, "silenced", lambda a: not silenced(a, ctx))

@@ -1,11 +1,11 @@
 """Alerts and silences: list, explain, acknowledge, resolve, hold for maintenance.
 
-Acknowledging or resolving here goes through the same engine call as an SMS reply
-(``AlertingEngine.acknowledge`` / ``resolve``): the alert's next step is cancelled in the
+Acknowledging or resolving here goes through the same command as an SMS reply
+(:class:`alerting.commands.AlertCommands`): the alert's next step is cancelled in the
 same transaction that records who did it, so escalation stops exactly as it does for
-``OK 4821``. When the API runs without an engine in its process (``coldchain api`` beside
-a separate ``coldchain alerting``), the alert book is written directly; the alerting
-process re-reads each alert before it runs a step, so the effect is the same.
+``OK 4821``, and a resolution tells whoever was paged, whether the engine runs in this
+process or in a separate ``coldchain alerting`` (which carries out what was queued for it
+on its next tick).
 """
 
 from __future__ import annotations
@@ -165,15 +165,7 @@ def acknowledge(ctx: Ctx, who: Responder, alert_id: AlertId, body: AckIn) -> Ale
     if alert.state == RESOLVED:
         raise problem(409, f"alert {alert_id} is already resolved")
     if alert.state != ACKNOWLEDGED:
-        engine = ctx.deps.engine
-        if engine is not None:
-            alert = engine.acknowledge(alert, by=who.actor, via="api", note=body.note)
-        else:
-            now = ctx.deps.clock.time()
-            alert = ctx.book.acknowledge(
-                alert, now, by=who.actor, via="api", note=body.note,
-                rearm_at=now + ctx.deps.settings.ack_timeout,
-            )  # fmt: skip
+        alert = ctx.commands.acknowledge(alert, by=who.actor, via="api", note=body.note)
     return _detail(ctx, alert)
 
 
@@ -188,11 +180,7 @@ def resolve(ctx: Ctx, who: Responder, alert_id: AlertId, body: ResolveIn) -> Ale
     alert = _visible_alert(ctx, who, alert_id)
     if alert.state == RESOLVED:
         raise problem(409, f"alert {alert_id} is already resolved")
-    engine = ctx.deps.engine
-    if engine is not None:
-        alert = engine.resolve(alert, by=who.actor, note=body.note)
-    else:
-        alert = ctx.book.resolve(alert, ctx.deps.clock.time(), by=who.actor, note=body.note)
+    alert = ctx.commands.resolve(alert, by=who.actor, note=body.note)
     return _detail(ctx, alert)
 
 

@@ -12,12 +12,12 @@ the base an operator configures as the number's SMS webhook
 Without ``TWILIO_AUTH_TOKEN`` or ``COLDCHAIN_PUBLIC_URL`` nothing can be validated, and the
 webhooks answer 503 naming the missing setting rather than accept unsigned requests.
 
-In split mode (``coldchain api`` without the engine) an SMS or keypad acknowledgement is
-written to the alert book with the same rule (:mod:`alerting.acks`); the alerting process
-re-reads each alert before its next step. Status callbacks need the engine (a failed
-delivery falls back to the next contact there) and answer 503 without it. A bad
-or missing signature is a 403. Form bodies are parsed here (no python-multipart needed)
-and capped at :data:`MAX_FORM_BYTES`.
+Everything goes through the app's :class:`alerting.commands.AlertCommands`: the engine
+when it runs in this process; in split mode (``coldchain api`` without it) the alert book
+decides acknowledgements at once with the same rule (:mod:`alerting.acks`) and a status
+callback is queued for the alerting process, which falls back from a failed delivery on
+its next tick. A bad or missing signature is a 403. Form bodies are parsed here (no
+python-multipart needed) and capped at :data:`MAX_FORM_BYTES`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ from xml.sax.saxutils import escape
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from alerting import acks
-from alerting.acks import AckReply
-from alerting.book import Alert
-from alerting.engine import AlertingEngine
 from alerting.notifiers.twilio import gather_response, validate_signature
 from api.context import Context
 from api.errors import problem, responses
@@ -120,48 +116,13 @@ async def _verified_form(request: Request) -> dict[str, str]:
     return form
 
 
-def _engine(request: Request) -> AlertingEngine:
-    ctx: Context = request.app.state.context
-    if ctx.deps.engine is None:
-        raise problem(503, "the alerting engine does not run in this process")
-    return ctx.deps.engine
-
-
-def _acknowledge(ctx: Context, sender: str, code: str, via: str, note: str) -> AckReply:
-    """Acknowledge by code through the engine, or straight into the alert book when the
-    engine runs in another process (split mode: it re-reads each alert before a step)."""
-    engine = ctx.deps.engine
-    if engine is not None:
-        return engine.acknowledge_by_code(sender, code, via=via, note=note)
-    registry = ctx.deps.registry
-    now = ctx.deps.clock.time()
-    timeout = ctx.deps.settings.ack_timeout
-
-    def write(alert: Alert, by: str, how: str, text: str) -> Alert:
-        return ctx.book.acknowledge(alert, now, by=by, via=how, note=text, rearm_at=now + timeout)
-
-    return acks.acknowledge_by_code(
-        ctx.book, registry.contacts(), {s.id: s for s in registry.stores()}, sender, code,
-        via=via, note=note, acknowledge=write,
-    )  # fmt: skip
-
-
-def _sms_reply(ctx: Context, sender: str, body: str) -> AckReply:
-    parsed = acks.parse_sms(body)
-    if parsed is None:
-        contacts = ctx.deps.engine.contacts if ctx.deps.engine else ctx.deps.registry.contacts()
-        return acks.help_reply(sender, contacts)
-    code, note = parsed
-    return _acknowledge(ctx, sender, code, "sms", note)
-
-
 @router.post("/sms", response_class=Response, responses=_TWIML, openapi_extra=_FORM)
 async def inbound_sms(request: Request) -> Response:
     """An SMS to our number: ``OK 4821 [note]`` from a paged number acknowledges."""
     form = await _verified_form(request)
     ctx: Context = request.app.state.context
     sender = form.get("From", "")
-    reply = await run_in_threadpool(_sms_reply, ctx, sender, form.get("Body", ""))
+    reply = await run_in_threadpool(ctx.commands.handle_sms, sender, form.get("Body", ""))
     if reply.acknowledged:
         log.info("alert %s acknowledged by SMS", reply.acknowledged)
     return Response(twiml_message(reply.text), media_type="text/xml")
@@ -174,7 +135,7 @@ async def inbound_sms(request: Request) -> Response:
 async def status_callback(request: Request) -> Response:
     """A message or call status callback: delivery state, failures fall back."""
     form = await _verified_form(request)
-    engine = _engine(request)
+    ctx: Context = request.app.state.context
     provider_id, status = form.get("MessageSid", ""), form.get("MessageStatus", "")
     error: str | None = form.get("ErrorCode") or None
     if not status and form.get("SmsStatus"):
@@ -186,7 +147,7 @@ async def status_callback(request: Request) -> Response:
         if status == "failed":
             error = error or raw
     if provider_id and status:
-        await run_in_threadpool(engine.handle_status, provider_id, status, error)
+        await run_in_threadpool(ctx.commands.handle_status, provider_id, status, error)
     return Response(status_code=204)
 
 
@@ -194,10 +155,9 @@ def _voice_ack(ctx: Context, callee: str, digits: str) -> tuple[str, str]:
     """Acknowledge by keypad; returns (what to say, language)."""
     match = _CODE.match(digits)
     if match is None:
-        contacts = ctx.deps.engine.contacts if ctx.deps.engine else ctx.deps.registry.contacts()
-        reply = acks.help_reply(callee, contacts)
+        reply = ctx.commands.help_reply(callee)
     else:
-        reply = _acknowledge(ctx, callee, match.group(1), "voice", "")
+        reply = ctx.commands.acknowledge_by_code(callee, match.group(1), via="voice")
     return reply.text, reply.language
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from alerting.conditions import CHAIN_STORE, PIPELINE_STALLED, Condition
-from alerting.engine import PIPELINE_POLICY
+from alerting.escalation import PIPELINE_POLICY
 from core.clock import ManualClock
 from core.influx import InfluxV1
 from core.settings import Settings

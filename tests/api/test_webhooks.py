@@ -142,7 +142,7 @@ def test_a_keypad_ack_on_an_alert_call(
     assert (acked.state, acked.ack_via, acked.acked_by) == ("acknowledged", "voice", "ana")
 
 
-def test_webhooks_without_a_token_or_an_engine_answer_503(
+def test_webhooks_without_a_token_or_a_public_url_answer_503(
     influx_settings: Settings, influx: InfluxV1, clock: ManualClock, twilio: FakeTwilioServer
 ) -> None:
     unconfigured = Api(influx_settings.model_copy(update={"public_url": PUBLIC_URL}), influx, clock)
@@ -163,17 +163,46 @@ def test_webhooks_without_a_token_or_an_engine_answer_503(
         assert "COLDCHAIN_PUBLIC_URL" in response.json()["detail"]
     finally:
         no_public.close()
-    no_engine = Api(api_settings(influx_settings), influx, clock, with_engine=False)
-    proxy = httpx.Client(transport=ReverseProxy(no_engine.server.url), timeout=15)
+
+
+def test_split_mode_a_late_delivery_failure_falls_back_and_a_resolve_tells_who_was_paged(
+    influx_settings: Settings, influx: InfluxV1, clock: ManualClock, twilio: FakeTwilioServer
+) -> None:
+    """Was: without the engine in its process the API answered Twilio's status callbacks
+    503 (a failed SMS never fell back to the next contact) and a resolve by hand told
+    nobody. Now both are queued for the alerting process, which acts on its next tick."""
+    settings = api_settings(influx_settings)
+    alerting = Api(settings, influx, clock)  # plays `coldchain alerting`
+    api = Api(settings, influx, clock, with_engine=False)  # `coldchain api`, same registry
+    proxy = httpx.Client(transport=ReverseProxy(api.server.url), timeout=15)
+    assert alerting.engine is not None
     try:
-        status = twilio.send_status_callback(
-            "SM123", "delivered", STATUS_URL, to="+50255550101", from_=FROM, http=proxy
+        alerting.minutes(1, wic1=11.0)
+        [(to, _page)] = alerting.sent()
+        assert to == "+50255550101"  # Ana
+        [note] = alerting.engine.book.notifications(status="sent")
+        assert note.provider_id is not None
+        failed = twilio.send_status_callback(
+            note.provider_id, "undelivered", STATUS_URL, to=to, from_=FROM, http=proxy,
+            error_code=30003,
+        )  # fmt: skip
+        assert failed.status == 204
+        alerting.minutes(1, wic1=11.0)  # the alerting process's next tick
+        assert [to for to, _ in alerting.sent()] == ["+50255550101", "+50255550199"]
+        alert = alerting.open_alert("s042")
+        done = api.client("oncall").post(
+            f"/api/v1/alerts/{alert}/resolve", json={"note": "compresor reiniciado"}
         )
-        assert status.status == 503
-        assert "alerting engine" in status.body
+        assert done.status_code == 200
+        alerting.minutes(1, wic1=3.5)
+        # On-call was paged and hears it is over; Ana's page never reached her phone.
+        [(to, body)] = alerting.sent()[2:]
+        assert (to, "RESUELTO" in body) == ("+50255550199", True)
+        assert alerting.engine.run_commands() == 0  # each carried out once
     finally:
         proxy.close()
-        no_engine.close()
+        api.close()
+        alerting.close()
 
 
 def test_split_mode_an_sms_reply_to_the_api_stops_the_other_process_escalation(
