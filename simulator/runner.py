@@ -27,6 +27,7 @@ import devices
 from core.chain import Chain, parse_hours_value
 from core.types import FaultCode, Quantity, split_sensor_id
 from devices.base import DeviceSample, Family, Publish, SampleValue
+from simulator.noise import Noise
 from simulator.physics import ThermalModel, ambient_c
 from simulator.scenario import Scenario, TimelineEvent
 from simulator.sensors import SensorBank, fault_code
@@ -70,8 +71,10 @@ class Runner:
         *,
         speed: float | None = None,
         on_step: Callable[[StepReport], None] | None = None,
+        noise: Noise | None = None,
     ) -> None:
         self.scenario = scenario
+        self.noise = noise
         self.chain: Chain = scenario.full_chain()
         self.publish = publish
         self.speed = speed
@@ -192,6 +195,9 @@ class Runner:
         )
         self.model.step(self.step_s, open_now, ambient, self._tods(self.now))
         self._report(self.now)
+        if self.noise is not None:
+            for message in self.noise.step(self.now, self.step_s):
+                self._send(message)
         report = StepReport(self.now, self.published - before, events)
         if self.on_step is not None:
             self.on_step(report)
@@ -238,6 +244,8 @@ class Runner:
                 continue
             for message in family_of[device].encode(sample):
                 self._send(message)
+                if self.noise is not None:
+                    self.noise.record(message, family_of[device])
 
     def _send(self, message: Publish) -> None:
         self.publish(message)

@@ -24,6 +24,7 @@ a sensor in one store changes nothing for the budgets running in another.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,6 +72,9 @@ class RuleEngine:
         self.battery = BatteryRule(self.topo, self.board)
         self.availability = AvailabilityRule(self.topo, self.board)
         self.watchdog = WatchdogRule(self.topo, self.board, self.availability)
+        # The newest observation seen per (sensor, quantity): anything not newer is a
+        # QoS 1 duplicate or a late copy, stored by ingest but news to no rule.
+        self.newest: dict[tuple[str, Quantity], float] = {}
         self._by_kind: dict[str, Any] = {
             TEMPERATURE: self.temperature,
             DEFROST_OVERRUN: self.temperature,
@@ -133,6 +137,12 @@ class RuleEngine:
             return out
         self.availability.seen(spec, ts, out)
         self.watchdog.seen(spec, ts)
+        if quantity is not None:
+            stream = (spec.sensor, quantity)
+            if ts <= self.newest.get(stream, -math.inf):
+                return out  # a duplicate or a late copy: it must not confirm a spike, count
+                # a fault twice, reopen a closed door or close an open one
+            self.newest[stream] = ts
         if kind == "fault":
             self.faults.fault(spec, ts, code or "fault", out)
         elif kind == "reading" and value is not None and quantity is not None:
@@ -201,6 +211,7 @@ class RuleEngine:
         active condition, and each rule's state of the sensors, devices, stores and assets
         that still exist. A sensor moved to another asset starts its excursion afresh."""
         self.board.active = dict(previous.board.active)
+        self.newest = {k: v for k, v in previous.newest.items() if k[0] in self.topo.by_sensor}
         self.defrost.carry(previous.defrost)
         self.faults.carry(previous.faults)
         self.temperature.carry(previous.temperature)
@@ -213,6 +224,7 @@ class RuleEngine:
         """Every rule's state as plain data (equal snapshots: equal futures)."""
         return {
             "active": self.board.snapshot(),
+            "newest": {f"{s}/{q.value}": ts for (s, q), ts in sorted(self.newest.items())},
             "temperature": self.temperature.snapshot(),
             "defrost": self.defrost.snapshot(),
             "faults": self.faults.snapshot(),

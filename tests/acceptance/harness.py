@@ -10,11 +10,18 @@ proxy delivers to the API's local address. One manual clock is the
 simulated time for all of them, advanced in lockstep: after each 30 s step the harness
 waits until every published message is acknowledged and evaluated, then ticks alerting
 and lets delivery finish. So a 10-hour night runs in seconds and every timestamp is exact.
+
+By default a run carries the background of a real fleet (``noise=True``): the simulator's
+:class:`~simulator.noise.Noise` (unregistered devices, junk, duplicates, late copies,
+skewed clocks, retained leftovers) and an :class:`~tests.acceptance.operator.Operator`
+editing the registry through the API and the CLI. The scenario's pages must not change;
+each run adds what it injected to :data:`REPORTS`, printed at the end of the session.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,9 +37,11 @@ from coldchain.services import Mosquitto, free_port
 from core.clock import ManualClock
 from core.registry import Registry
 from core.settings import Settings
+from simulator.noise import Noise
 from simulator.publisher import Publisher
 from simulator.runner import Runner, StepReport
 from simulator.scenario import load_scenario
+from tests.acceptance.operator import Operator
 from tests.fakes.twilio_server import FakeTwilioServer, ReverseProxy, WebhookReply
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -57,6 +66,10 @@ class Sms:
         return self.at.strftime("%H:%M")
 
 
+# (scenario, noise messages by kind, operator actions by kind) of every run this session.
+REPORTS: list[tuple[str, Counter[str], Counter[str]]] = []
+
+
 class Run:
     """One scenario run; see the module docstring."""
 
@@ -69,8 +82,12 @@ class Run:
         *,
         start: str | None = None,
         with_api: bool = False,
+        noise: bool = True,
         **settings: object,
     ) -> None:
+        self.name = scenario
+        self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         self.scenario = load_scenario(scenario)
         if start is not None:  # the same story on another day
             simulation = self.scenario.simulation.model_copy(update={"start": start})
@@ -96,16 +113,54 @@ class Run:
         registry = Registry(self.settings.db)
         registry.import_chain(self.scenario.full_chain())
         registry.close()
-        self.stack: Stack = build_stack(self.settings, self.clock, with_api=with_api)
+        self.stack: Stack = build_stack(self.settings, self.clock, with_api=with_api or noise)
         self._proxy: httpx.Client | None = None
         self.publisher = Publisher(self.settings.mqtt, f"sim-{scenario}")
-        self.runner = Runner(self.scenario, self.publisher.publish)
+        self.noise = (
+            Noise(self.scenario.simulation.seed + 1000, self.scenario.start().timestamp())
+            if noise
+            else None
+        )
+        self.runner = Runner(self.scenario, self.publisher.publish, noise=self.noise)
         self.lockstep = Lockstep(
             self.stack, self.clock, self.publisher, lambda: self.runner.published, self.zone
         )
         self.runner.on_step = self.lockstep
         self.hooks: list[Callable[[Run], None]] = []
         self.lockstep.hooks.append(self._hooks)
+        self.operator = Operator(self) if noise else None
+        if self.operator is not None:
+            self.hooks.append(self.operator)
+
+    def quiet_stores(self) -> list[str]:
+        """The scenario's stores its timeline never touches (the operator's to silence)."""
+        chain = self.scenario.full_chain()
+        asset_store = {a.id: a.store for a in chain.assets}
+        sensor_store = {s.id: asset_store[s.asset] for s in chain.sensors}
+        busy = set()
+        for event in self.scenario.timeline:
+            busy.add(event.store or asset_store.get(event.asset or "")
+                     or sensor_store.get(event.sensor or ""))  # fmt: skip
+        return sorted(s.id for s in chain.stores if s.id not in busy)
+
+    def api_client(self, key: str) -> httpx.Client:
+        """An API client with a bearer key."""
+        assert self.stack.api is not None
+        return httpx.Client(
+            base_url=self.stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=15
+        )
+
+    def _leftovers(self) -> None:
+        """What an earlier life of the fleet left retained on the broker, before ingest
+        subscribes (lockstep counts them as published: ingest acknowledges them too)."""
+        assert self.noise is not None
+        old = Publisher(self.settings.mqtt, f"leftovers-{self.name}")
+        old.connect()
+        for message in self.noise.leftovers():
+            old.publish(message)
+        old.flush()
+        old.disconnect()
+        self.runner.published += self.noise.counts["retained_leftover"]
 
     def sms(self) -> list[Sms]:
         """Every message Twilio accepted so far, in order."""
@@ -136,6 +191,8 @@ class Run:
 
     def run(self) -> None:
         """Run the whole scenario, then stop everything."""
+        if self.noise is not None:
+            self._leftovers()
         self.stack.start(scheduler=False)
         try:
             assert self.stack.ingester.wait_connected(10)
@@ -146,5 +203,9 @@ class Run:
         finally:
             if self._proxy is not None:
                 self._proxy.close()
+            if self.operator is not None:
+                self.operator.close()
             self.stack.stop()
             self.twilio.stop()
+        if self.noise is not None and self.operator is not None:
+            REPORTS.append((self.name, Counter(self.noise.counts), self.operator.actions))

@@ -168,3 +168,24 @@ def test_normal_day_sends_nothing(
     assert run.runner.published > 70_000
     assert run.sms() == []
     assert _alerts(run) == Counter()
+
+
+@pytest.mark.parametrize("scenario", ["san-pedro-overnight", "door-left-open"])
+def test_the_noisy_background_changes_no_page(
+    influx_settings: Settings, broker: Mosquitto, tmp_path: Path, scenario: str
+) -> None:
+    """The same story quiet and with a real fleet's background (strangers, junk,
+    duplicates, late copies, skewed clocks, retained leftovers, an operator at work):
+    the same messages to the same people at the same minutes."""
+    heard = {}
+    for noise in (False, True):
+        run = Run(scenario, tmp_path / str(noise), influx_settings, broker, noise=noise)
+        run.run()
+        heard[noise] = [(m.clock, m.to, re.sub(r"\d{4}\)?$", "CODE", m.body)) for m in run.sms()]
+        if noise:
+            assert run.noise is not None
+            assert run.operator is not None
+            assert run.noise.injected > 1000
+            assert run.operator.total >= 10
+    assert heard[False]
+    assert heard[True] == heard[False]

@@ -469,3 +469,56 @@ def test_rises_that_became_alerts_or_do_not_look_like_defrosts_are_not_learned()
         engine = _engine("dairy_case")
         _days(engine, MONDAY, *days)
         assert engine.learned["a1"].windows == [], days
+
+
+# -- caught by the noisy acceptance background (duplicates and late copies) -------------
+
+
+def test_a_redelivered_spike_does_not_confirm_itself() -> None:
+    """Was: a QoS 1 duplicate of a held spike (same reading, same time) "agreed" with it,
+    confirmed it as a real step and fired critical on an EMI spike (sensor-faults)."""
+    engine = _engine()
+    start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
+    _feed(engine, start, 5, 3.0)
+    spike = _ms(start + timedelta(minutes=5))
+    for _ in range(2):  # the device's PUBACK was lost: the broker has it twice
+        assert engine.observe(
+            "reading", spike, sensor="dev1", quantity=Quantity.TEMPERATURE, value=18.0
+        ) == []  # fmt: skip
+    assert _feed(engine, start + timedelta(minutes=6), 30, 3.0) == []
+
+
+def test_duplicate_and_late_faults_count_once() -> None:
+    """Was: every redelivered 85.0 counted as a new fault, so one probe that had recovered
+    fired sensor_fault eight times in a morning (sensor-faults)."""
+    engine = _engine()
+    start = datetime(2026, 11, 17, 10, 0, tzinfo=GT)
+    _feed(engine, start, 3, 3.0)
+    fault = _ms(start + timedelta(minutes=3))
+    events = []
+    for at in (fault, fault, fault - 60_000, fault):  # twice, a late copy, again
+        events += engine.observe(
+            "fault", at, sensor="dev1", quantity=Quantity.TEMPERATURE, code="power_on_reset"
+        )
+    assert events == []  # one fault seen, not four: FAULTS_TO_ALERT is 3
+
+
+def test_a_late_door_reading_neither_reopens_nor_closes_the_door() -> None:
+    """Was: a copy of a "closed" sample from minutes before, arriving late, reset an open
+    door's timer (the page came 4 min late); a late "open" one started a timer on a closed
+    door (door-left-open, normal-day)."""
+    engine = _engine()
+    start = datetime(2026, 11, 17, 21, 0, tzinfo=GT)
+    fired = []
+    for minute in range(20):
+        at = start + timedelta(minutes=minute)
+        fired += engine.observe("reading", _ms(at), sensor="dev1", quantity=Quantity.DOOR,
+                                value=1.0 if minute >= 5 else 0.0)  # fmt: skip
+        late = at - timedelta(minutes=4)  # the copy of an older sample
+        fired += engine.observe("reading", _ms(late), sensor="dev1", quantity=Quantity.DOOR,
+                                value=1.0 if minute - 4 >= 5 else 0.0)  # fmt: skip
+        fired += engine.tick(_ms(at + timedelta(seconds=30)))
+    opened = [t for t in fired if t.condition.kind == DOOR_OPEN]
+    # Open since 21:05, closed store (x1.5): the 5 min warning at 21:08:20, seen by the
+    # 21:08:30 tick (third consecutive open sample at 21:07).
+    assert opened[0].at_ms == _ms(start + timedelta(minutes=8, seconds=30))
