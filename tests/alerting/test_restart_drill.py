@@ -15,12 +15,8 @@ chain file's, in seconds instead of minutes:
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -37,12 +33,10 @@ from ingest import observations
 from ingest.pipeline import Observation
 from simulator.publisher import Publisher
 from tests.fakes.twilio_server import FakeTwilioServer
+from tests.processes import SID, TOKEN, Coldchain, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SID = "AC" + "fedcba9876543210" * 2
-TOKEN = "restart-drill-token"  # a test credential
-FROM = "+15005550006"
 ANA, NOC, MARTA = "+50255550101", "+50255550199", "+50255550150"
 # Long enough for a killed process to be replaced before the next step is due (Python
 # starts in ~1-2 s), short enough for the drill to take ~25 s.
@@ -67,67 +61,12 @@ policies:
 """
 
 
-def _wait_for(what: str, condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Drill:
-    """Spawns and kills ``coldchain alerting``; reads the registry it writes."""
+class Drill(Coldchain):
+    """``coldchain alerting``, and the registry it writes."""
 
     def __init__(self, settings: Settings, twilio: FakeTwilioServer, log: Path) -> None:
-        self.settings = settings
-        self.twilio = twilio
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(["alerting"], settings, twilio, log)
         self.registry = Registry(settings.db)
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COLDCHAIN_", "TWILIO_"))}
-        env.update(
-            COLDCHAIN_MQTT_URL=self.settings.mqtt_url,
-            COLDCHAIN_INFLUX_URL=self.settings.influx_url,
-            COLDCHAIN_INFLUX_DB=self.settings.influx_db,
-            COLDCHAIN_DB=str(self.settings.db),
-            COLDCHAIN_SPOOL_DIR=str(self.settings.spool_dir),
-            COLDCHAIN_LOG_LEVEL="INFO",
-            TWILIO_ACCOUNT_SID=SID,
-            TWILIO_AUTH_TOKEN=TOKEN,
-            TWILIO_FROM=FROM,
-            COLDCHAIN_TWILIO_BASE_URL=self.twilio.url,
-        )
-        return env
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "coldchain", "alerting"],
-                env=self.env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill_9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()  # SIGKILL: no drain, no goodbye
-        self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            return None
-        finally:
-            self.proc = None
 
     def sent_to(self, contact: str) -> bool:
         rows = self.registry.query(
@@ -197,7 +136,7 @@ def _drill(drill: Drill, publisher: Publisher, twilio: FakeTwilioServer) -> None
             time.sleep(0.3)
         return drill.sent_to("ana")
 
-    _wait_for("the page to Ana", paged_ana, 30)
+    wait_for("the page to Ana", paged_ana, 30)
     [first] = drill.steps()
     due_noc = float(str(first["next_at"]))
     assert due_noc == pytest.approx(float(str(first["at"])) + WAIT_S)
@@ -205,7 +144,7 @@ def _drill(drill: Drill, publisher: Publisher, twilio: FakeTwilioServer) -> None
     # Killed between steps; the replacement is up before on-call is due.
     drill.kill_9()
     drill.start()
-    _wait_for("the page to on-call", lambda: drill.sent_to("noc"), WAIT_S + 15)
+    wait_for("the page to on-call", lambda: drill.sent_to("noc"), WAIT_S + 15)
     [noc_at] = _received(twilio, NOC)
     assert noc_at.timestamp() >= due_noc  # not early: not at start-up
     assert noc_at.timestamp() < due_noc + 5  # the 1 s scheduler picked it up when due
@@ -216,7 +155,7 @@ def _drill(drill: Drill, publisher: Publisher, twilio: FakeTwilioServer) -> None
     drill.kill_9()
     time.sleep(max(0.0, due_marta + 1 - time.time()))
     drill.start()
-    _wait_for("the page to Marta", lambda: drill.sent_to("marta"), 20)
+    wait_for("the page to Marta", lambda: drill.sent_to("marta"), 20)
     [marta_at] = _received(twilio, MARTA)
     assert marta_at.timestamp() >= due_marta
 
