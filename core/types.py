@@ -71,7 +71,15 @@ class Message:
     ts_ms: int | None = None
     local_time: datetime | None = None
     seq: int | None = None
-    ignored: str | None = None  # set when the message is valid but carries nothing we store
+    # Set when the message is valid but carries nothing we store: a short reason code
+    # (``no_known_field``, ``not_a_quantity``...), counted per family and reason and listed
+    # with the device; ``detail`` says what exactly (the entity, the keys).
+    ignored: str | None = None
+    detail: str = ""
+    # Keys (or entities) of the payload that were decoded but not stored: firmware fields
+    # coldchain does not read. Listed with the device, so nothing a device reports vanishes
+    # unseen (a new probe type, a battery field under another name).
+    unused: tuple[str, ...] = ()
 
     @property
     def sensors(self) -> tuple[str, ...]:
