@@ -37,11 +37,16 @@ class FaultCode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One measured value of one quantity from one sensor, as a device reported it."""
+    """One measured value of one quantity from one sensor, as a device reported it.
+
+    ``ts_ms`` is set only for a stored record the device re-sends with its own time (a
+    LoRaWAN datalog after an outage): the value is of that moment, not the message's.
+    """
 
     sensor: str
     quantity: Quantity
     value: float
+    ts_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,11 @@ fresh cell (:data:`VOLT_RANGES`); real discharge curves are flat then steep, so 
 percentage is a rough guide and alerting should use a low threshold. Volts outside
 1-5 V are a fault, not a battery level.
 
+Stored records a device re-sends with their own time after an outage (Milesight
+``history``, the project LHT65N codec's ``Datalog``) are readings of that time
+(``Reading.ts_ms``): written to InfluxDB where they belong, not handed to alerting as news.
+Dragino's own ``DATALOG`` text is not parsed (its times are the codec server's local time).
+
 What is not stored is kept: every top-level field of the codec output that gave no
 reading or fault, except the labels that only restate what was read (:data:`LABELS`), is
 listed in ``Message.unused`` (counters, IAQ, leak, datalog records, codec metadata), and
@@ -59,7 +64,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from core.types import Fault, FaultCode, Message, Quantity, Reading, sensor_id
-from devices.base import DecodeError, DeviceSample, Profile, check_value, iso_utc
+from devices.base import DecodeError, DeviceSample, Profile, check_value, epoch_ms, iso_utc
 from devices.common import (
     NO_KNOWN_FIELD,
     as_number,
@@ -137,6 +142,12 @@ VOLT_RANGES: dict[str, tuple[float, float, float]] = {
     "elsys": (2.8, 3.6, 1000.0),  # vdd, mV
     "browan": (2.5, 3.6, 1.0),  # battery with status: volts
 }
+# Stored records re-sent with their own time: (field, time key, time kind).
+_RECORDS = (("history", "timestamp", "epoch"), ("Datalog", "time", "iso"))
+# Records read from one uplink; a datalog re-send carries at most a few dozen (an LHT65N
+# poll reply fits about 20 in a 222-byte frame). Past it the rest are left out: a payload
+# is not a way to write thousands of points.
+MAX_RECORDS = 64
 # Below this a cell cannot run the radio; such a value is a decoding error, not 0 %.
 _MIN_VOLTS, _MAX_VOLTS = 1.0, 5.0
 _EUI = re.compile(r"^[0-9A-Fa-f]{16}$")
@@ -220,6 +231,10 @@ def uplink(
     if browan and port == _BROWAN_DOOR_PORT:
         used.add("status")
         _browan_door(device, fields["status"], readings, faults)
+    for name, time_key, kind in _RECORDS:
+        records = fields.get(name)
+        if isinstance(records, list) and _records(device, records, time_key, kind, readings):
+            used.add(name)
     _battery(device, fields, browan=browan, used=used, readings=readings, faults=faults)
     if readings or faults:  # RSSI alone is no reason to store an unknown device type
         rssi = _best_rssi(gateways)
@@ -230,6 +245,41 @@ def uplink(
         family, device, readings, faults, nothing=NO_KNOWN_FIELD, unused=unused, ts_ms=ts_ms,
         seq=seq,
     )  # fmt: skip
+
+
+def _records(
+    device: str, records: list[Any], time_key: str, kind: str, readings: list[Reading]
+) -> bool:
+    """Stored records re-sent with their own time, as readings of that time.
+
+    Milesight ``history`` ({timestamp (epoch s), temperature, humidity, magnet_status...})
+    and the project LHT65N codec's ``Datalog`` ({time (ISO), TempC_SHT, Hum_SHT, TempC_DS}).
+    A record value that is not a measurement (a fault value, text) is left out: faults are
+    of the present, not of a record. Returns whether any record was read.
+    """
+    found = False
+    for record in records[:MAX_RECORDS]:
+        if not isinstance(record, dict):
+            continue
+        raw_time = record.get(time_key)
+        ts_ms = epoch_ms(raw_time) if kind == "epoch" else _iso_ms(raw_time)
+        if ts_ms is None:
+            continue
+        for name, raw in record.items():
+            if name not in FIELDS:
+                continue
+            channel, quantity = FIELDS[name]
+            kept: list[Reading] = []
+            value = door_state(raw, _DOOR_WORDS) if quantity is Quantity.DOOR else raw
+            check_value(sensor_id(device, channel), quantity, value, kept, [])
+            for reading in kept:
+                readings.append(Reading(reading.sensor, quantity, reading.value, ts_ms))
+                found = True
+    return found
+
+
+def _iso_ms(raw: Any) -> int | None:
+    return epoch_ms(raw) if isinstance(raw, str) else None
 
 
 def _elsys_probes(device: str, raw: Any, readings: list[Reading], faults: list[Fault]) -> None:

@@ -143,7 +143,7 @@ class Pipeline:
         lines: list[str] = []
         events: list[Observation] = []
         unregistered: list[str] = []
-        self._readings(message, ts_ms, corrected, lines, events, unregistered, attribution)
+        self._readings(message, ts_ms, corrected, now_ms, lines, events, unregistered, attribution)
         for fault in message.faults:
             self.stats.faults.inc(family.name, fault.code.value)
             target = attribution.target(fault.sensor, fault.quantity)
@@ -180,16 +180,20 @@ class Pipeline:
         message: Message,
         ts_ms: int,
         corrected: bool,
+        now_ms: int,
         lines: list[str],
         events: list[Observation],
         unregistered: list[str],
         attribution: _Attribution,
     ) -> None:
         """Append one line per reading and target (the hot loop)."""
-        suffix = f"{',ts_corrected=true' if corrected else ''} {ts_ms}"
+        message_suffix = f"{',ts_corrected=true' if corrected else ''} {ts_ms}"
         index = self.index
         for reading in message.readings:
             quantity = reading.quantity
+            suffix, current = message_suffix, True
+            if reading.ts_ms is not None:  # a stored record with its own time
+                suffix, current = self._record_suffix(reading.ts_ms, now_ms), False
             self.stats.readings.inc(quantity.value)
             targets = index.targets(reading.sensor, quantity)
             if not targets:
@@ -208,13 +212,19 @@ class Pipeline:
                 if quantity is Quantity.TEMPERATURE and info.offset:
                     value = round(value + info.offset, 4)
                 lines.append(f"{quantity.value}{target.tags} value={format_float(value)}{suffix}")
-                if self.emit:
+                if self.emit and current:  # a record is history, not news for alerting
                     events.append(
                         Observation(
                             "reading", ts_ms, message.device_id, info.sensor, info.store,
                             info.asset, info.asset_type, quantity, value,
                         )
                     )  # fmt: skip
+
+    def _record_suffix(self, record_ms: int, now_ms: int) -> str:
+        """The line-protocol time of a stored record: its own, unless absurd."""
+        if record_ms > now_ms + FUTURE_TOLERANCE_MS or record_ms < now_ms - PAST_TOLERANCE_MS:
+            return f",ts_corrected=true {now_ms}"
+        return f" {record_ms}"
 
     def _timestamp(self, message: Message, now_ms: int) -> tuple[int, bool]:
         ts = message.ts_ms

@@ -140,13 +140,12 @@ def test_corpus_case_names_its_source(path: Path) -> None:
     assert path.parent.name == case["vendor"].lower()
 
 
-def _expected(case: dict[str, Any], key: str) -> list[tuple[str, str, Any]]:
+def _expected(case: dict[str, Any], key: str) -> list[tuple[Any, ...]]:
+    """Expected rows with full sensor ids: ``[channel, quantity, value]`` (channel null =
+    the device), readings with a fourth element when they carry their own time."""
     device = case["dev_eui"]
     rows = case["expect"].get(key, [])
-    return sorted(
-        (device if channel is None else f"{device}:{channel}", quantity, value)
-        for channel, quantity, value in rows
-    )
+    return sorted((device if row[0] is None else f"{device}:{row[0]}", *row[1:]) for row in rows)
 
 
 @pytest.mark.parametrize(("fam", "path"), _corpus_cases())
@@ -162,12 +161,15 @@ def test_corpus(fam: Family, path: Path) -> None:
         return
     message = fam.decode(topic, payload)
     assert message.device_id == case["dev_eui"]
-    readings = sorted((r.sensor, r.quantity.value, r.value) for r in message.readings)
+    readings = sorted((r.sensor, r.quantity.value, r.value, r.ts_ms) for r in message.readings)
     faults = sorted((f.sensor, f.quantity.value, f.code.value) for f in message.faults)
-    want_readings = [(s, q, float(v)) for s, q, v in _expected(case, "readings")]
+    want_readings = [
+        (s, q, float(v), *(rest or [None])) for s, q, v, *rest in _expected(case, "readings")
+    ]
     want_faults = _expected(case, "faults")
     if want_readings or want_faults:  # the gateway's RSSI comes with anything stored
-        want_readings = sorted([*want_readings, (case["dev_eui"], "signal", GATEWAY_RSSI)])
+        signal = (case["dev_eui"], "signal", GATEWAY_RSSI, None)
+        want_readings = sorted([*want_readings, signal])
     assert readings == want_readings
     assert faults == want_faults
     assert message.ignored == expect.get("ignored")

@@ -805,18 +805,22 @@ def test_lht65n_absent_probe_warns() -> None:
 
 
 @needs_node
-def test_em300_history_record_is_not_a_current_reading() -> None:
+def test_em300_history_record_is_a_reading_of_its_own_time() -> None:
     # Milesight's documented example: 20 CE, time 0x6346749E, 0x0110 = 27.2 °C, 0x5D = 46.5 %.
     result = _run_codec("em300-th.js", 85, "20CE9E74466310015D00")
     assert result["data"] == {
         "history": [{"timestamp": 1665561758, "temperature": 27.2, "humidity": 46.5}]
     }
     topic, payload = chirpstack_up(EM300, 85, "20CE9E74466310015D00", codec_object(result))
-    assert CHIRPSTACK.decode(topic, payload).ignored is not None
+    message = CHIRPSTACK.decode(topic, payload)
+    assert {(r.quantity, r.value, r.ts_ms) for r in message.readings if r.ts_ms} == {
+        (T, 27.2, 1665561758000),
+        (H, 46.5, 1665561758000),
+    }
 
 
 @needs_node
-def test_lht65n_stored_records_are_not_current_readings_and_status_gives_battery() -> None:
+def test_lht65n_stored_records_keep_their_time_and_status_gives_battery() -> None:
     # Poll reply (Ext bit 6): one record, probe 2.75 °C, 3.02 °C, 89.5 %, time 0x663D9134.
     poll = _run_codec("lht65n.js", 2, "0113012E037F41663D9134")
     assert poll["data"] == {
@@ -839,11 +843,17 @@ def test_lht65n_stored_records_are_not_current_readings_and_status_gives_battery
         "BAT": 3.05,
     }
     for wrap, family in _NETWORKS.values():
-        # Stored records are old readings: not stored as current ones, listed as unused.
+        # Stored records are readings of their own time, not current ones.
         topic, payload = wrap(LHT65N, 2, "0113012E037F41663D9134", codec_object(poll))
         message = family.decode(topic, payload)
-        assert message.ignored == "no_known_field"
-        assert message.unused == ("Datalog",)
+        at = 1715310900000
+        assert {(r.sensor, r.quantity, r.value, r.ts_ms) for r in message.readings} == {
+            (f"{LHT65N}:sht", T, 3.02, at),
+            (f"{LHT65N}:sht", H, 89.5, at),
+            (f"{LHT65N}:ds", T, 2.75, at),
+            (LHT65N, S, -97.0, None),
+        }
+        assert message.unused == ()
         # The status uplink's battery is kept; the rest is listed as unused.
         topic, payload = wrap(LHT65N, 5, "0B011504FF0BEA", codec_object(status))
         message = family.decode(topic, payload)

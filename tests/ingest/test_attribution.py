@@ -21,7 +21,9 @@ from core.chain import Sensor
 from core.influx import InfluxV1
 from core.registry import Registry
 from core.settings import Settings
+from core.types import Quantity
 from devices.base import Publish
+from ingest.pipeline import Observation
 from simulator.publisher import Publisher
 from tests.devices.uplinks import chirpstack_up
 from tests.ingest.helpers import count, make_registry, running_ingester, wait_for
@@ -190,3 +192,38 @@ def test_ignored_messages_are_counted_by_reason_and_listed_with_their_device(
     everything = {d.device_id: d for d in registry.discovered(include_registered=True)}
     assert everything["tasmota-s042-dc9"].unused == ["BMP280"]
     assert count(influx, "temperature", "asset='s042-dc1'") == 1
+
+
+def test_stored_records_are_written_at_their_own_time(
+    influx_settings: Settings, broker: Mosquitto, influx: InfluxV1
+) -> None:
+    """A Milesight history record (datalog re-sent after an outage) lands where it belongs;
+    a record whose clock is absurd lands at receive time, flagged."""
+    settings = _settings(influx_settings, broker)
+    registry = make_registry(settings.db)
+    dev = "24e124136b000042"
+    registry.add_sensor(Sensor(id=dev, asset="s042-wic1", family="chirpstack"))
+    record_at = int(time.time()) - 3 * 3600  # three hours ago, during the outage
+    history = {
+        "history": [
+            {"timestamp": record_at, "temperature": 7.5, "humidity": 81.0},
+            {"timestamp": 12, "temperature": 7.0},  # a clock never set: 1970
+        ]
+    }
+    topic, payload = chirpstack_up(dev, 85, "20CE", history)
+    body = json.loads(payload)
+    body["time"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    seen: list[Observation] = []
+    with running_ingester(settings, registry, on_durable=seen.extend) as ingester:
+        _publish(settings, Publish(topic, json.dumps(body).encode()))
+        wait_for(lambda: ingester.stats.acked.total() == 1, what="the ack")
+    # History is not news: alerting hears only the uplink's own (gateway) signal.
+    assert [(o.kind, o.quantity) for o in seen] == [("reading", Quantity.SIGNAL)]
+    rows = influx.query("SELECT value, ts_corrected FROM temperature WHERE asset='s042-wic1'")
+    by_value = {row[1]: (row[0], row[2]) for row in rows[0].values}
+    assert by_value[7.5] == (record_at * 1000, None)  # at its own time
+    corrected_at, flagged = by_value[7.0]
+    assert flagged is True  # a 1970 clock: at receive time, flagged
+    assert abs(corrected_at - time.time() * 1000) < 60_000
+    humidity = influx.query("SELECT value FROM humidity")
+    assert humidity[0].values == [[record_at * 1000, 81.0]]
