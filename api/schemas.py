@@ -92,7 +92,13 @@ class RegisterSensor(_In):
 
 
 class DiscoveredOut(BaseModel):
-    """A device seen on MQTT with sensors not (yet) registered."""
+    """A device seen on MQTT with sensors not (yet) registered, or with data not stored.
+
+    ``sensors`` are the exact ids to register; ``quantities`` says what every sensor id
+    seen reported; ``ignored`` counts messages that carried nothing to store, by reason
+    (``last_ignored`` says what the last one held); ``unused`` lists payload keys decoded
+    but not stored; ``note`` says why a registration gets none of the readings.
+    """
 
     device_id: str
     family: str
@@ -102,6 +108,23 @@ class DiscoveredOut(BaseModel):
     sensors: list[str]
     last_topic: str
     last_payload: str
+    quantities: dict[str, list[str]] = Field(default_factory=dict)
+    ignored: dict[str, int] = Field(default_factory=dict)
+    last_ignored: str = ""
+    unused: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class SensorConflictOut(BaseModel):
+    """A sensor registration in conflict: already registered, or a bare device id whose
+    device carries several probes (``channels``: register one of them)."""
+
+    detail: str
+    channels: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="For a bare device id refused: the probes seen on the device, sensor id "
+        "-> the quantities it reported",
+    )
 
 
 # -- alerts -----------------------------------------------------------------------------

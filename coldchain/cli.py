@@ -325,7 +325,18 @@ def cmd_sensors_add(args: argparse.Namespace, settings: Settings) -> int:
         sensor = Sensor.model_validate(data)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    _registry(settings).add_sensor(sensor)
+    registry = _registry(settings)
+    channels = registry.ambiguous_channels(sensor.id)
+    if channels and not any(s.id == sensor.id for s in registry.sensors()):
+        print(
+            f"coldchain: {sensor.id} carries {len(channels)} probes; register the one on "
+            f"{sensor.asset} by its own id:",
+            file=sys.stderr,
+        )
+        for channel, quantities in channels.items():
+            print(f"  {channel}  ({', '.join(quantities)})", file=sys.stderr)
+        return 2
+    registry.add_sensor(sensor)
     print(f"sensor {sensor.id} -> asset {sensor.asset} (offset {sensor.offset:+g} °C)")
     return 0
 
@@ -343,22 +354,32 @@ def cmd_sensors_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_devices_discovered(args: argparse.Namespace, settings: Settings) -> int:
-    """Devices seen on MQTT with sensors not yet registered."""
-    devices = _registry(settings).discovered()
+    """Devices to register, with the exact sensor ids, and what they sent that was not
+    stored (ignored messages by reason, unused payload keys)."""
+    devices = _registry(settings).discovered(include_registered=args.all)
     if args.json:
         print(json.dumps([d.__dict__ for d in devices], indent=2))
         return 0
-    rows = [
-        (
-            d.device_id,
-            d.family,
-            ", ".join(d.sensors),
-            datetime.fromtimestamp(d.last_seen, UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
-            str(d.messages),
-        )
-        for d in devices
-    ]
-    _table(["device", "family", "unregistered sensors", "last seen", "messages"], rows)
+    rows = []
+    for d in devices:
+        seen = datetime.fromtimestamp(d.last_seen, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        ids = d.sensors or ["-"]
+        for number, sensor in enumerate(ids):
+            measures = ", ".join(d.quantities.get(sensor, []))
+            head = (d.device_id, d.family, seen, str(d.messages)) if number == 0 else ("",) * 4
+            rows.append((*head[:2], sensor, measures or "-", *head[2:]))
+    _table(["device", "family", "sensor id to register", "measures", "last seen", "messages"], rows)
+    for d in devices:
+        notes = []
+        if d.note:
+            notes.append(d.note)
+        if d.ignored:
+            counts = ", ".join(f"{reason} x{n}" for reason, n in sorted(d.ignored.items()))
+            notes.append(f"ignored messages: {counts} (last: {d.last_ignored})")
+        if d.unused:
+            notes.append(f"sent but not stored: {', '.join(d.unused)}")
+        for line in notes:
+            print(f"{d.device_id}: {line}")
     return 0
 
 
@@ -394,7 +415,11 @@ def cmd_bench(args: argparse.Namespace, _settings: Settings) -> int:
     """Run a benchmark and print its figures (one JSON line at the end)."""
     from bench import run_benchmark
 
-    return run_benchmark(args.name, as_json=args.json, extra=args.bench_args)
+    # `bench NAME --json` (the documented form) and `bench --json NAME` both work: after
+    # NAME everything goes to the benchmark (REMAINDER), so --json is taken back out there.
+    extra = [arg for arg in args.bench_args if arg != "--json"]
+    as_json = args.json or len(extra) != len(args.bench_args)
+    return run_benchmark(args.name, as_json=as_json, extra=extra)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -506,8 +531,11 @@ def _add_registry_commands(sub: Any) -> None:
 
     devices = sub.add_parser("devices", help="devices seen on MQTT")
     dsub = devices.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = dsub.add_parser("discovered", help="devices with unregistered sensors")
+    p = dsub.add_parser(
+        "discovered", help="devices with unregistered sensors or messages not stored"
+    )
     p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true", help="every device seen, registered ones included")
     p.set_defaults(handler=cmd_devices_discovered)
 
     p = add("deadletters", cmd_deadletters, "show recent dead letters")

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,6 +152,16 @@ _MIGRATIONS: list[str | list[str]] = [
         payload TEXT NOT NULL, done_at REAL);
     CREATE INDEX alert_commands_pending ON alert_commands(done_at, id);
     """,
+    # 8: what a device said that was not stored, listed with it (issue 12): ignored
+    # messages by reason ({"reason": count}) and the last one's detail, payload keys decoded
+    # but not stored, and the quantities each sensor id was seen with (which ids a
+    # technician may register, and whether a bare device id is ambiguous)
+    """
+    ALTER TABLE discovered_devices ADD COLUMN ignored TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE discovered_devices ADD COLUMN last_ignored TEXT NOT NULL DEFAULT '';
+    ALTER TABLE discovered_devices ADD COLUMN unused TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE discovered_devices ADD COLUMN quantities TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a
@@ -159,6 +169,60 @@ _MIGRATIONS: list[str | list[str]] = [
 PAYLOAD_KEEP_BYTES = 4096
 # Dead letters beyond this many are pruned oldest first; counters keep the totals.
 DEAD_LETTER_KEEP = 100_000
+# Sensor ids and unused payload keys kept per discovered device. Real devices have a few
+# of each (a Tasmota with eight probes, an LHT65N with a dozen codec fields); too low and a
+# big BLE gateway's sensors drop off the list, too high and a device inventing ids or keys
+# grows its row without bound.
+DISCOVERED_SENSORS_KEEP = 64
+DISCOVERED_UNUSED_KEEP = 64
+# Quantities that make a sensor a probe of its own (battery and signal are the device's
+# health, reported beside the probes).
+PROBE_QUANTITIES = ("temperature", "humidity", "door")
+
+
+def probe_channels(device_id: str, quantities: dict[str, list[str]]) -> list[str]:
+    """The channel sensor ids of a device that measure a temperature (its probes)."""
+    return sorted(
+        sensor
+        for sensor, kinds in quantities.items()
+        if sensor.startswith(f"{device_id}:") and "temperature" in kinds
+    )
+
+
+def _open_probes(
+    device_id: str, quantities: dict[str, list[str]], registered: set[str]
+) -> list[str]:
+    """The probes a registered bare ``<device_id>`` could cover: none when the bare id is
+    not registered or measures something itself, else those without an id of their own."""
+    if device_id not in registered:
+        return []
+    own = quantities.get(device_id, [])
+    if any(kind in own for kind in PROBE_QUANTITIES):
+        return []
+    return [s for s in probe_channels(device_id, quantities) if s not in registered]
+
+
+def covered_by_bare_id(
+    device_id: str, quantities: dict[str, list[str]], registered: set[str]
+) -> str | None:
+    """The one probe a registered bare ``<device_id>`` covers (ingest stores it there)."""
+    probes = _open_probes(device_id, quantities, registered)
+    return probes[0] if len(probes) == 1 else None
+
+
+def bare_id_note(device_id: str, quantities: dict[str, list[str]], registered: set[str]) -> str:
+    """Why a registered bare ``<device_id>`` gets none of the device's probes, or "".
+
+    A bare id covers the device's own measurements, or its one probe not registered under
+    its own id (docs/design/sensor-ids.md); with several such probes it is ambiguous.
+    """
+    open_probes = _open_probes(device_id, quantities, registered)
+    if len(open_probes) < 2:
+        return ""
+    return (
+        f"{device_id} is registered but the device carries {len(open_probes)} probes; "
+        f"register one of them instead: {', '.join(open_probes)}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +241,14 @@ class SensorInfo:
 
 @dataclass(frozen=True, slots=True)
 class DiscoveredDevice:
-    """A device seen on MQTT but not (fully) registered."""
+    """A device seen on MQTT but not (fully) registered, or saying what is not stored.
+
+    ``sensors`` are the sensor ids seen without a registration; ``quantities`` every sensor
+    id seen (registered or not) with what it reported; ``ignored`` counts the device's
+    messages that carried nothing to store, by reason, ``last_ignored`` says what the last
+    one held; ``unused`` lists payload keys decoded but not stored. ``note`` (computed when
+    listing) says why a registration does not get the readings.
+    """
 
     device_id: str
     family: str
@@ -187,6 +258,11 @@ class DiscoveredDevice:
     sensors: list[str]
     last_topic: str
     last_payload: str
+    ignored: dict[str, int] = field(default_factory=dict)
+    last_ignored: str = ""
+    unused: list[str] = field(default_factory=list)
+    quantities: dict[str, list[str]] = field(default_factory=dict)
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -734,21 +810,44 @@ class Registry:
     # -- discovered devices -----------------------------------------------------------
 
     def record_discovered(self, devices: Iterable[DiscoveredDevice]) -> None:
-        """Upsert devices seen without a registration (batched by ingest)."""
+        """Upsert devices seen without a registration or with unstored data (batched by
+        ingest): counts add up, sets are merged (bounded), the last payload wins."""
         with self.transaction() as conn:
             for d in devices:
                 row = conn.execute(
-                    "SELECT sensors FROM discovered_devices WHERE device_id=?", (d.device_id,)
+                    "SELECT sensors, ignored, unused, quantities FROM discovered_devices "
+                    "WHERE device_id=?",
+                    (d.device_id,),
                 ).fetchone()
-                known = json.loads(row["sensors"]) if row else []
-                merged = sorted(set(known) | set(d.sensors))
+                sensors, ignored, unused, quantities = (
+                    (
+                        json.loads(row["sensors"]),
+                        json.loads(row["ignored"]),
+                        json.loads(row["unused"]),
+                        json.loads(row["quantities"]),
+                    )
+                    if row
+                    else ([], {}, [], {})
+                )
+                for reason, count in d.ignored.items():
+                    ignored[reason] = int(ignored.get(reason, 0)) + count
+                for sensor, kinds in d.quantities.items():
+                    if sensor in quantities or len(quantities) < DISCOVERED_SENSORS_KEEP:
+                        quantities[sensor] = sorted(set(quantities.get(sensor, [])) | set(kinds))
+                merged = sorted(set(sensors) | set(d.sensors))[:DISCOVERED_SENSORS_KEEP]
+                keys = sorted(set(unused) | set(d.unused))[:DISCOVERED_UNUSED_KEEP]
                 conn.execute(
                     "INSERT INTO discovered_devices(device_id, family, first_seen, last_seen, "
-                    "messages, sensors, last_topic, last_payload) VALUES (?,?,?,?,?,?,?,?) "
+                    "messages, sensors, last_topic, last_payload, ignored, last_ignored, "
+                    "unused, quantities) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT(device_id) DO UPDATE SET family=excluded.family, "
                     "last_seen=max(last_seen, excluded.last_seen), "
                     "messages=messages+excluded.messages, sensors=excluded.sensors, "
-                    "last_topic=excluded.last_topic, last_payload=excluded.last_payload",
+                    "last_topic=excluded.last_topic, last_payload=excluded.last_payload, "
+                    "ignored=excluded.ignored, unused=excluded.unused, "
+                    "quantities=excluded.quantities, last_ignored=CASE "
+                    "WHEN excluded.last_ignored != '' THEN excluded.last_ignored "
+                    "ELSE last_ignored END",
                     (
                         d.device_id,
                         d.family,
@@ -758,17 +857,36 @@ class Registry:
                         json.dumps(merged),
                         d.last_topic,
                         d.last_payload,
+                        json.dumps(ignored, sort_keys=True),
+                        d.last_ignored[:300],
+                        json.dumps(keys),
+                        json.dumps(quantities, sort_keys=True),
                     ),
                 )
 
     def discovered(self, *, include_registered: bool = False) -> list[DiscoveredDevice]:
-        """Devices seen on MQTT that have at least one unregistered sensor."""
+        """Devices to look at, most recent first: those with a sensor id not registered,
+        or whose every message was ignored (a probe the decoder does not understand), or
+        whose registration cannot get the readings (a bare device id over several probes).
+
+        With ``include_registered``, every device seen, with all its sensor ids.
+        """
         registered = {s.id for s in self.sensors()}
+        registered_devices = {s.partition(":")[0] for s in registered}
         out = []
         for row in self.query("SELECT * FROM discovered_devices ORDER BY last_seen DESC"):
             sensors = json.loads(row["sensors"])
-            pending = [s for s in sensors if s not in registered]
-            if not pending and not include_registered:
+            quantities: dict[str, list[str]] = json.loads(row["quantities"])
+            ignored: dict[str, int] = json.loads(row["ignored"])
+            covered = covered_by_bare_id(row["device_id"], quantities, registered)
+            pending = [s for s in sensors if s not in registered and s != covered]
+            note = bare_id_note(row["device_id"], quantities, registered)
+            # Every message ignored and nothing registered: a probe the decoder does not
+            # understand, the case a technician would otherwise see nowhere.
+            nothing_stored = (
+                bool(ignored) and not quantities and row["device_id"] not in registered_devices
+            )
+            if not (pending or note or nothing_stored or include_registered):
                 continue
             out.append(
                 DiscoveredDevice(
@@ -780,9 +898,37 @@ class Registry:
                     sensors=sensors if include_registered else pending,
                     last_topic=row["last_topic"],
                     last_payload=row["last_payload"],
+                    ignored=ignored,
+                    last_ignored=row["last_ignored"],
+                    unused=json.loads(row["unused"]),
+                    quantities=quantities,
+                    note=note,
                 )
             )
         return out
+
+    def seen_quantities(self, device_id: str) -> dict[str, list[str]]:
+        """Every sensor id a device was seen with and what each reported ({} if never)."""
+        rows = self.query(
+            "SELECT quantities FROM discovered_devices WHERE device_id=?", (device_id,)
+        )
+        return json.loads(rows[0]["quantities"]) if rows else {}
+
+    def ambiguous_channels(self, sensor_id: str) -> dict[str, list[str]]:
+        """The probes a bare device id would leave ambiguous ({} when it is not).
+
+        A bare ``<device_id>`` may be registered when the device measures something itself
+        or has at most one probe not registered under its own id; otherwise the answer is
+        those probes (sensor id -> quantities seen), for the technician to pick from.
+        """
+        if ":" in sensor_id:
+            return {}
+        seen = self.seen_quantities(sensor_id)
+        if any(kind in seen.get(sensor_id, []) for kind in PROBE_QUANTITIES):
+            return {}
+        registered = {s.id for s in self.sensors()}
+        probes = [s for s in probe_channels(sensor_id, seen) if s not in registered]
+        return {s: seen[s] for s in probes} if len(probes) >= 2 else {}
 
     # -- dead letters -----------------------------------------------------------------
 

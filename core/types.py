@@ -37,11 +37,16 @@ class FaultCode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One measured value of one quantity from one sensor, as a device reported it."""
+    """One measured value of one quantity from one sensor, as a device reported it.
+
+    ``ts_ms`` is set only for a stored record the device re-sends with its own time (a
+    LoRaWAN datalog after an outage): the value is of that moment, not the message's.
+    """
 
     sensor: str
     quantity: Quantity
     value: float
+    ts_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,15 @@ class Message:
     ts_ms: int | None = None
     local_time: datetime | None = None
     seq: int | None = None
-    ignored: str | None = None  # set when the message is valid but carries nothing we store
+    # Set when the message is valid but carries nothing we store: a short reason code
+    # (``no_known_field``, ``not_a_quantity``...), counted per family and reason and listed
+    # with the device; ``detail`` says what exactly (the entity, the keys).
+    ignored: str | None = None
+    detail: str = ""
+    # Keys (or entities) of the payload that were decoded but not stored: firmware fields
+    # coldchain does not read. Listed with the device, so nothing a device reports vanishes
+    # unseen (a new probe type, a battery field under another name).
+    unused: tuple[str, ...] = ()
 
     @property
     def sensors(self) -> tuple[str, ...]:

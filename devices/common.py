@@ -34,6 +34,17 @@ _CHANNEL = re.compile(r"^[A-Za-z0-9_.\-:]{1,64}$")
 # One message never carries more values than this; a payload that does is junk or an
 # attempt to flood the store, and is refused whole.
 MAX_VALUES = 256
+# Unused keys kept per message (and so per device in the discovered listing). Too low and
+# a firmware's new field can hide behind others; too high and one junk payload with
+# thousands of keys bloats the registry row of its device.
+MAX_UNUSED_KEYS = 32
+# Longest unused key kept: real firmware keys are short (``TempC_TMP117``); longer ones
+# are cut, so a hostile key cannot carry a payload into the registry.
+MAX_KEY_CHARS = 48
+# Ignored-message reason codes shared by several families (each is a metric label value:
+# a short, fixed set, never built from payload text).
+RETAINED_CLEARED = "retained_cleared"
+NO_KNOWN_FIELD = "no_known_field"
 
 # DS18B20 sentinels as firmware in °F mode prints them: 85 °C and -127 °C converted.
 _FAHRENHEIT_SENTINELS: dict[float, FaultCode] = {
@@ -201,7 +212,12 @@ def availability(family: str, device: str, payload: bytes, online: str, offline:
     """
     text = parse_text(payload)
     if not text:
-        return Message(family=family, device_id=device, ignored="retained status cleared")
+        return Message(
+            family=family,
+            device_id=device,
+            ignored=RETAINED_CLEARED,
+            detail="empty retained status (a device decommissioned)",
+        )
     word = text.lower()
     if word not in (online, offline):
         raise DecodeError("bad_status", f"status must be {online} or {offline}, got {text[:40]!r}")
@@ -215,6 +231,8 @@ def telemetry(
     faults: list[Fault],
     *,
     nothing: str,
+    detail: str = "",
+    unused: list[str] | tuple[str, ...] = (),
     ts_ms: int | None = None,
     local: datetime | None = None,
     seq: int | None = None,
@@ -226,7 +244,9 @@ def telemetry(
         device: the validated device id.
         readings: the readings found.
         faults: the faults found.
-        nothing: why the message is ignored when it holds no value.
+        nothing: the reason code when the message holds no value (``no_known_field``).
+        detail: what the ignored message held, for a person (defaults to its unused keys).
+        unused: payload keys decoded but not stored (see :func:`unused_keys`).
         ts_ms: the device's UTC time, if the payload has one.
         local: the device's wall-clock time, if it has that instead.
         seq: the device's sequence number (LoRaWAN frame counter).
@@ -236,8 +256,12 @@ def telemetry(
     """
     if len(readings) + len(faults) > MAX_VALUES:
         raise DecodeError("too_many_values", f"{len(readings) + len(faults)} values in one message")
+    kept = unused_keys(unused)
     if not readings and not faults:
-        return Message(family=family, device_id=device, ignored=nothing)
+        text = detail or (f"keys: {', '.join(kept)}" if kept else "no value")
+        return Message(
+            family=family, device_id=device, ignored=nothing, detail=text[:200], unused=kept
+        )
     return Message(
         family=family,
         device_id=device,
@@ -246,7 +270,21 @@ def telemetry(
         ts_ms=ts_ms,
         local_time=local,
         seq=seq,
+        unused=kept,
     )
+
+
+def unused_keys(keys: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Unused payload keys as a message keeps them: sorted, unique, each and all bounded.
+
+    A payload is attacker-controlled text: at most :data:`MAX_UNUSED_KEYS` keys of at most
+    :data:`MAX_KEY_CHARS` characters are kept, so listing them with the device cannot
+    grow the registry without bound.
+    """
+    if not keys:
+        return ()
+    cut = sorted({str(key)[:MAX_KEY_CHARS] for key in keys})
+    return tuple(cut[:MAX_UNUSED_KEYS])
 
 
 def sample_values(

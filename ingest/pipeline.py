@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 from core.clock import Clock
 from core.lineprotocol import escape_key, format_float, serialize
-from core.registry import DiscoveredDevice, Registry, SensorInfo, payload_text
+from core.registry import DiscoveredDevice, Registry, payload_text
 from core.types import Fault, Message, Point, Quantity
 from devices import DecodeError, Router
-from ingest.index import SensorIndex
+from ingest.index import SensorIndex, Target
 from ingest.stats import IngestStats
 from ingest.writer import BatchWriter, Rejection
 
@@ -40,6 +40,11 @@ SIDE_FLUSH_INTERVAL_S = 2.0
 # Cap on distinct discovered devices held in memory between flushes: a misbehaving broker
 # client inventing device ids must not grow memory without bound.
 DISCOVERED_BUFFER_LIMIT = 10_000
+# Devices whose recorded unused payload keys are remembered (so that a registered device is
+# recorded when it sends a new key, not at every message). Past it the memory is cleared:
+# too low and busy fleets rewrite their rows often, too high and a flood of invented
+# device ids holds memory (about 200 bytes each).
+UNUSED_MEMORY_LIMIT = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ class Pipeline:
         self._side_lock = threading.Lock()
         self._dead: list[tuple[float, str, str | None, str, str, str]] = []
         self._discovered: dict[str, DiscoveredDevice] = {}
+        # Unused payload keys already recorded per device (paho thread only).
+        self._unused_seen: dict[str, frozenset[str]] = {}
         self._last_side_flush = 0.0
         self._zones: dict[str, ZoneInfo] = {}
 
@@ -114,7 +121,10 @@ class Pipeline:
             self.writer.submit([], token, None, [])
             return
         if message.ignored is not None:
-            self.stats.ignored.inc(family.name)
+            # Nothing to store, but never silently: counted by reason and listed with the
+            # device (GET /devices/discovered, `coldchain devices discovered`).
+            self.stats.ignored.inc(family.name, message.ignored)
+            self._discover(message, family.name, [], topic, payload, now_s)
             self.writer.submit([], token, None, [])
             return
         if retained and (message.readings or message.faults):
@@ -123,6 +133,9 @@ class Pipeline:
             self.stats.retained_skipped.inc(family.name)
             self.writer.submit([], token, None, [])
             return
+        attribution = _Attribution(self.index, message)
+        if message.device_id not in self.index.by_device:
+            attribution.recheck()  # registered a moment ago? (its store's zone, its tags)
         now_ms = round(now_s * 1000)
         ts_ms, corrected = self._timestamp(message, now_ms)
         if corrected:
@@ -130,14 +143,16 @@ class Pipeline:
         lines: list[str] = []
         events: list[Observation] = []
         unregistered: list[str] = []
-        self._readings(message, ts_ms, corrected, lines, events, unregistered)
+        self._readings(message, ts_ms, corrected, now_ms, lines, events, unregistered, attribution)
         for fault in message.faults:
             self.stats.faults.inc(family.name, fault.code.value)
-            lines.append(self._fault_line(fault, ts_ms, unregistered))
-            if self.emit and (info := self._info(fault.sensor)) is not None:
+            target = attribution.target(fault.sensor, fault.quantity)
+            lines.append(self._fault_line(fault, ts_ms, target, unregistered))
+            if self.emit and target is not None:
+                info = target.info
                 events.append(
                     Observation(
-                        "fault", ts_ms, message.device_id, fault.sensor, info.store,
+                        "fault", ts_ms, message.device_id, info.sensor, info.store,
                         info.asset, info.asset_type, fault.quantity, code=fault.code.value,
                     )
                 )  # fmt: skip
@@ -155,6 +170,8 @@ class Pipeline:
         if unregistered:
             self.stats.unknown_sensor.inc(family.name, amount=len(unregistered))
             self._discover(message, family.name, unregistered, topic, payload, now_s)
+        elif message.unused and self._new_unused(message):
+            self._discover(message, family.name, [], topic, payload, now_s)
         has_device_time = message.ts_ms is not None and not corrected
         self.writer.submit(lines, token, ts_ms if has_device_time else None, events)
 
@@ -163,16 +180,25 @@ class Pipeline:
         message: Message,
         ts_ms: int,
         corrected: bool,
+        now_ms: int,
         lines: list[str],
         events: list[Observation],
         unregistered: list[str],
+        attribution: _Attribution,
     ) -> None:
         """Append one line per reading and target (the hot loop)."""
-        suffix = f"{',ts_corrected=true' if corrected else ''} {ts_ms}"
+        message_suffix = f"{',ts_corrected=true' if corrected else ''} {ts_ms}"
+        index = self.index
         for reading in message.readings:
             quantity = reading.quantity
+            suffix, current = message_suffix, True
+            if reading.ts_ms is not None:  # a stored record with its own time
+                suffix, current = self._record_suffix(reading.ts_ms, now_ms), False
             self.stats.readings.inc(quantity.value)
-            targets = self.index.targets(reading.sensor, quantity)
+            targets = index.targets(reading.sensor, quantity)
+            if not targets:
+                target = attribution.target(reading.sensor, quantity)
+                targets = index.targets(reading.sensor, quantity) if target is None else [target]
             if not targets:
                 unregistered.append(reading.sensor)
                 lines.append(
@@ -186,13 +212,19 @@ class Pipeline:
                 if quantity is Quantity.TEMPERATURE and info.offset:
                     value = round(value + info.offset, 4)
                 lines.append(f"{quantity.value}{target.tags} value={format_float(value)}{suffix}")
-                if self.emit:
+                if self.emit and current:  # a record is history, not news for alerting
                     events.append(
                         Observation(
                             "reading", ts_ms, message.device_id, info.sensor, info.store,
                             info.asset, info.asset_type, quantity, value,
                         )
                     )  # fmt: skip
+
+    def _record_suffix(self, record_ms: int, now_ms: int) -> str:
+        """The line-protocol time of a stored record: its own, unless absurd."""
+        if record_ms > now_ms + FUTURE_TOLERANCE_MS or record_ms < now_ms - PAST_TOLERANCE_MS:
+            return f",ts_corrected=true {now_ms}"
+        return f" {record_ms}"
 
     def _timestamp(self, message: Message, now_ms: int) -> tuple[int, bool]:
         ts = message.ts_ms
@@ -214,12 +246,9 @@ class Pipeline:
             zone = self._zones.setdefault(info.timezone, ZoneInfo(info.timezone))
         return round(local.replace(tzinfo=zone).timestamp() * 1000)
 
-    def _info(self, sensor: str) -> SensorInfo | None:
-        target = self.index.by_sensor.get(sensor)
-        return target.info if target else None
-
-    def _fault_line(self, fault: Fault, ts_ms: int, unregistered: list[str]) -> str:
-        target = self.index.by_sensor.get(fault.sensor)
+    def _fault_line(
+        self, fault: Fault, ts_ms: int, target: Target | None, unregistered: list[str]
+    ) -> str:
         tags = [
             ("sensor", fault.sensor),
             ("quantity", fault.quantity.value),
@@ -227,6 +256,7 @@ class Pipeline:
         ]
         if target is not None:
             info = target.info
+            tags[0] = ("sensor", info.sensor)  # a folded probe's fault is its device's
             tags += [("store", info.store), ("asset", info.asset), ("asset_type", info.asset_type)]
         elif fault.sensor not in unregistered:
             unregistered.append(fault.sensor)
@@ -265,11 +295,27 @@ class Pipeline:
         payload: bytes,
         now_s: float,
     ) -> None:
+        """Buffer what the device listing must show: its unregistered sensors, what each
+        of its sensor ids reported, ignored messages by reason, unused payload keys."""
+        quantities: dict[str, set[str]] = {}
+        for reading in message.readings:
+            quantities.setdefault(reading.sensor, set()).add(reading.quantity.value)
+        for fault in message.faults:
+            quantities.setdefault(fault.sensor, set()).add(fault.quantity.value)
         with self._side_lock:
             known = self._discovered.get(message.device_id)
             if known is None and len(self._discovered) >= DISCOVERED_BUFFER_LIMIT:
-                return  # counted in unknown_sensor; flushed buffers make room again
+                return  # counted in unknown_sensor / ignored; flushed buffers make room again
             merged = sorted(set(known.sensors if known else []) | set(sensors))
+            kinds = {k: set(v) for k, v in (known.quantities if known else {}).items()}
+            for sensor, seen in quantities.items():
+                kinds.setdefault(sensor, set()).update(seen)
+            ignored = dict(known.ignored) if known else {}
+            last_ignored = known.last_ignored if known else ""
+            if message.ignored is not None:
+                ignored[message.ignored] = ignored.get(message.ignored, 0) + 1
+                last_ignored = f"{message.ignored}: {message.detail}"
+            unused = sorted(set(known.unused if known else []) | set(message.unused))
             self._discovered[message.device_id] = DiscoveredDevice(
                 device_id=message.device_id,
                 family=family,
@@ -279,7 +325,26 @@ class Pipeline:
                 sensors=merged,
                 last_topic=topic[:512],
                 last_payload=payload_text(payload),
+                ignored=ignored,
+                last_ignored=last_ignored,
+                unused=unused,
+                quantities={k: sorted(v) for k, v in kinds.items()},
             )
+
+    def _new_unused(self, message: Message) -> bool:
+        """Whether a stored message brings payload keys not yet listed for its device.
+
+        Registered devices are recorded only then, not on every message: a fleet of
+        LHT65Ns each sending a timestamp field coldchain does not store would otherwise
+        rewrite every device's row at every flush.
+        """
+        seen = self._unused_seen.get(message.device_id)
+        if seen is not None and seen.issuperset(message.unused):
+            return False
+        if len(self._unused_seen) >= UNUSED_MEMORY_LIMIT:
+            self._unused_seen.clear()  # bounded; some devices are re-recorded once
+        self._unused_seen[message.device_id] = (seen or frozenset()) | frozenset(message.unused)
+        return True
 
     def record_rejections(self, rejections: list[Rejection] | Any) -> None:
         """Dead-letter lines InfluxDB refused (called by the writer)."""
@@ -312,3 +377,44 @@ class Pipeline:
             self._discovered = {}
         if found and self.registry is not None:
             self.registry.record_discovered(found)
+
+
+class _Attribution:
+    """Rules 2 and 4 of :mod:`ingest.index` for one message, worked out on the first id the
+    snapshot does not know (registered messages never get here)."""
+
+    __slots__ = ("_channel", "_checked", "_done", "_index", "_message", "_target")
+
+    def __init__(self, index: SensorIndex, message: Message) -> None:
+        self._index = index
+        self._message = message
+        self._checked = False
+        self._done = False
+        self._channel: str | None = None
+        self._target: Target | None = None
+
+    def recheck(self) -> None:
+        """Re-read the registry version once for this message (registration takes effect
+        on the next message; rate-bounded in :meth:`SensorIndex.recheck`)."""
+        if not self._checked:
+            self._checked = True
+            self._index.recheck()
+
+    def target(self, sensor: str, quantity: Quantity) -> Target | None:
+        """The registered sensor ``sensor``'s value goes to, or None (unregistered)."""
+        index = self._index
+        found = index.by_sensor.get(sensor)
+        if found is not None:
+            return found
+        if not self._done:
+            self._done = True
+            self.recheck()
+            if (found := index.by_sensor.get(sensor)) is not None:
+                return found
+            message = self._message
+            self._channel, self._target, _ = index.fold(
+                message.device_id, message.readings, message.faults
+            )
+        if sensor == self._channel and quantity not in (Quantity.SIGNAL,):
+            return self._target
+        return index.by_sensor.get(sensor)

@@ -29,7 +29,10 @@ class IngestStats:
         )
         self.ignored = m.add(
             Counter(
-                "coldchain_ingest_ignored_total", "Valid messages with nothing to store", ["family"]
+                "coldchain_ingest_ignored_total",
+                "Valid messages with nothing to store, by reason (listed with their device "
+                "in /devices/discovered)",
+                ["family", "reason"],
             )
         )
         self.unknown_sensor = m.add(

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from alerting.profiles import limits_for
 from api.auth import Anyone, ChainWideReader, Principal, RegistryWriter
@@ -29,6 +30,7 @@ from api.schemas import (
     AssetOut,
     DiscoveredOut,
     RegisterSensor,
+    SensorConflictOut,
     SensorOut,
     utc_required,
 )
@@ -225,19 +227,57 @@ def get_sensor(ctx: Ctx, who: Anyone, sensor_id: SensorIdPath) -> SensorOut:
     return _sensor_out(ctx, *_visible_sensor(ctx, who, sensor_id))
 
 
+AMBIGUOUS: dict[int | str, dict[str, object]] = {
+    409: {
+        "model": SensorConflictOut,
+        "description": "Conflicts with the current state; for a bare device id over several "
+        "probes, `channels` lists them: register one",
+    }
+}
+
+
+def _ambiguous(ctx: Ctx, sensor_id: str) -> JSONResponse | None:
+    """The refusal of a bare device id whose device carries several probes, or None.
+
+    A technician registering ``tasmota-s042-wic1`` for a node with two DS18B20 cannot mean
+    both; the answer lists the ids seen so that one can be picked (docs/design/sensor-ids.md).
+    An id already registered (a move, a recalibration) is never refused.
+    """
+    registry = ctx.deps.registry
+    channels = registry.ambiguous_channels(sensor_id)
+    if not channels:
+        return None
+    try:
+        registry.sensor(sensor_id)
+    except NotFound:
+        pass
+    else:
+        return None
+    listed = ", ".join(channels)
+    detail = (
+        f"{sensor_id} carries {len(channels)} probes ({listed}): register the one on this "
+        "asset by its own id"
+    )
+    return JSONResponse(status_code=409, content={"detail": detail, "channels": channels})
+
+
 @router.put(
     "/sensors/{sensor_id}",
     response_model=SensorOut,
-    responses={**WRITE, 201: {"model": SensorOut, "description": "Created"}},
+    responses={**WRITE, **AMBIGUOUS, 201: {"model": SensorOut, "description": "Created"}},
 )
 def put_sensor(
     ctx: Ctx, who: RegistryWriter, sensor_id: SensorIdPath, body: Sensor, response: Response
-) -> SensorOut:
+) -> SensorOut | JSONResponse:
     """Register, re-calibrate, move (another asset) or reinstate (if retired) a sensor.
 
-    Moving keeps history: InfluxDB points keep the tags they were written with.
+    Moving keeps history: InfluxDB points keep the tags they were written with. A bare
+    device id whose device was seen with several probes is refused (409) with the probes'
+    ids: register one of them. Readings from the next message on are stored under the asset.
     """
     _same_id(sensor_id, body)
+    if (refusal := _ambiguous(ctx, sensor_id)) is not None:
+        return refusal
     try:
         change = ctx.deps.registry.add_sensor(body, actor=who.actor, at=ctx.deps.clock.time())
     except NotFound as exc:
@@ -250,9 +290,11 @@ def put_sensor(
     "/sensors/register",
     response_model=SensorOut,
     status_code=201,
-    responses=responses(401, 403, 409),
+    responses={**responses(401, 403), **AMBIGUOUS},
 )
-def register_discovered(ctx: Ctx, who: RegistryWriter, body: RegisterSensor) -> SensorOut:
+def register_discovered(
+    ctx: Ctx, who: RegistryWriter, body: RegisterSensor
+) -> SensorOut | JSONResponse:
     """Register a discovered device's sensor on an asset: one call for a technician.
 
     The family comes from the discovery record and the reporting interval from the family's
@@ -261,8 +303,11 @@ def register_discovered(ctx: Ctx, who: RegistryWriter, body: RegisterSensor) -> 
     """
     require_finite(body)
     registry = ctx.deps.registry
+    if (refusal := _ambiguous(ctx, body.sensor)) is not None:
+        return refusal
+    # The id of a sensor seen unregistered, or a bare device id (its one probe).
     device = next(
-        (d for d in registry.discovered() if body.sensor in d.sensors),
+        (d for d in registry.discovered() if body.sensor in (*d.sensors, d.device_id)),
         None,
     )
     if device is None:
@@ -311,7 +356,10 @@ def retire_sensor(ctx: Ctx, who: RegistryWriter, sensor_id: SensorIdPath) -> Sen
 def discovered(
     ctx: Ctx, _who: ChainWideReader, include_registered: bool = False
 ) -> list[DiscoveredOut]:
-    """Devices seen on MQTT with sensors not registered yet, most recent first."""
+    """Devices to look at, most recent first: sensors not registered yet (the exact ids to
+    register), devices whose every message was ignored (with the reasons), registrations
+    that get none of the readings (``note``). ``include_registered`` lists every device
+    seen, with what it sent that is not stored."""
     return [
         DiscoveredOut(
             device_id=d.device_id,
@@ -322,6 +370,11 @@ def discovered(
             sensors=d.sensors,
             last_topic=d.last_topic,
             last_payload=d.last_payload,
+            quantities=d.quantities,
+            ignored=d.ignored,
+            last_ignored=d.last_ignored,
+            unused=d.unused,
+            note=d.note,
         )
         for d in ctx.deps.registry.discovered(include_registered=include_registered)
     ]

@@ -15,7 +15,8 @@ JSON mapping (camelCase)::
 Device id: the devEUI of the topic, lower-cased (``24e124136b123456``);
 ``deviceInfo.devEui``, when present, must be the same or the message is refused
 (``device_mismatch``). Sensor ids and the codec fields understood are those of
-:mod:`devices.lorawan` (``<devEUI>`` and ``<devEUI>:ds`` for a Dragino external probe).
+:mod:`devices.lorawan` (``<devEUI>``, and ``<devEUI>:<channel>`` for Dragino, Elsys and
+Browan probes: ``sht``, ``ds``, ``tmp117``...).
 ``time`` (the server's receive time, nanoseconds) is ``ts_ms``; ``fCnt`` is ``seq``.
 
 ``object`` is present only when the device profile has a codec: without it the uplink is
@@ -33,7 +34,16 @@ from typing import Any
 from core.types import Message, Quantity
 from devices.base import DecodeError, DeviceSample, Publish, parse_json_object
 from devices.common import check_device, dumps, optional, timestamp
-from devices.lorawan import LAYOUT, PROFILE, encode_fields, frame_counter, iso_nanos, uplink
+from devices.lorawan import (
+    LAYOUT,
+    PROFILE,
+    encode_fields,
+    f_port,
+    frame_counter,
+    iso_nanos,
+    uplink,
+    uplink_port,
+)
 
 # The application the simulator's devices belong to.
 SIM_APPLICATION = "17c82e96-be03-4f38-aef3-f83d48582d97"
@@ -75,6 +85,7 @@ class ChirpStackFamily:
             data.get("rxInfo"),
             ts_ms=ts_ms,
             seq=frame_counter(data.get("fCnt")),
+            port=f_port(data.get("fPort")),
         )
 
     def encode(self, sample: DeviceSample) -> list[Publish]:
@@ -89,7 +100,7 @@ class ChirpStackFamily:
                 "deviceName": sample.device_id,
                 "devEui": sample.device_id,
             },
-            "fPort": 2 if "TempC_SHT" in fields else 85,  # Dragino's port, Milesight's
+            "fPort": uplink_port(fields),
             "object": fields,
         }
         if sample.seq is not None:

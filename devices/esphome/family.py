@@ -14,15 +14,18 @@ The device id is the last level of the prefix (``cr-s042-wic01``) and the sensor
 device whose entities are its channels. Payloads have no timestamp.
 
 The quantity is inferred from the words of the object id (the entity name in snake case),
-in English, Spanish and Portuguese since the nodes are named in the field:
+in English, Spanish and Portuguese since the nodes are named in the field (accented
+letters arrive as ``_``: ``Batería`` is ``bater_a``):
 
 - ``temp``, ``temperature``, ``temperatura``, ``tmp``, ``t`` (``air_t``) -> temperature,
   and ``probe`` / ``sonda`` when no other quantity word is present;
-- ``hum``, ``humidity``, ``humedad``, ``umidade``, ``rh`` -> humidity (%);
-- ``batt``, ``battery``, ``bat``, ``bateria`` -> battery (%);
-- ``rssi``, ``signal``, ``wifi`` -> signal (dBm, the ``wifi_signal`` platform's unit);
-- a ``binary_sensor`` named ``door``, ``puerta``, ``porta``, ``reed`` or ``contact``
-  -> door, ``ON`` = open (ESPHome's door device class).
+- ``hum``, ``humidity``, ``humedad``, ``umidade``, ``humidade``, ``rh`` -> humidity (%);
+- ``batt``, ``battery``, ``bat``, ``bateria`` (``bater_a``), ``pila`` -> battery (%);
+- ``rssi``, ``signal``, ``wifi``, ``senal`` (``se_al``), ``sinal`` -> signal (dBm, the
+  ``wifi_signal`` platform's unit);
+- a ``binary_sensor`` named ``door``, ``puerta``, ``porta``, ``portao``, ``reed``,
+  ``contact``, ``contacto`` or ``contato`` -> door, ``ON`` = open (ESPHome's door device
+  class).
 
 Assumptions: an object id naming two quantities (``battery_temperature``) or a unit we
 cannot use (``battery_voltage``, ``wifi_signal_percent``) is not guessed at; such entities,
@@ -40,6 +43,7 @@ from core.types import Fault, FaultCode, Message, Quantity, Reading, sensor_id
 from devices.base import DecodeError, DeviceSample, Profile, Publish, check_value, parse_text
 from devices.common import (
     ON_OFF,
+    RETAINED_CLEARED,
     availability,
     check_channel,
     check_device,
@@ -47,20 +51,37 @@ from devices.common import (
     on_off,
     sample_values,
     telemetry,
+    unused_keys,
     wire,
 )
 
+# Ignored-message reason: an entity whose name says nothing we store (uptime, a switch).
+NOT_A_QUANTITY = "not_a_quantity"
+
 _SENSOR, _BINARY = "sensor", "binary_sensor"
+# ESPHome makes an object id from the entity's name: lower case, spaces to "_", and every
+# other character outside [a-z0-9_-] to "_", so "Batería" arrives as "bater_a" and
+# "Señal WiFi" as "se_al_wifi". The word lists hold those mangled forms too.
 _WORDS: dict[str, Quantity] = {
-    **dict.fromkeys(("temp", "temperature", "temperatura", "tmp", "t"), Quantity.TEMPERATURE),
-    **dict.fromkeys(("hum", "humidity", "humedad", "umidade", "rh"), Quantity.HUMIDITY),
-    **dict.fromkeys(("batt", "battery", "bat", "bateria"), Quantity.BATTERY),
-    **dict.fromkeys(("rssi", "signal", "wifi"), Quantity.SIGNAL),
+    **dict.fromkeys(
+        ("temp", "temperature", "temperatura", "tmp", "t", "temperatur"), Quantity.TEMPERATURE
+    ),
+    **dict.fromkeys(("hum", "humidity", "humedad", "umidade", "humidade", "rh"), Quantity.HUMIDITY),
+    **dict.fromkeys(("batt", "battery", "bat", "bateria", "bater", "pila"), Quantity.BATTERY),
+    **dict.fromkeys(("rssi", "signal", "wifi", "senal", "sinal"), Quantity.SIGNAL),
 }
 _PROBE_WORDS = frozenset({"probe", "sonda"})
-_DOOR_WORDS = frozenset({"door", "puerta", "porta", "reed", "contact"})
-# Units that make the value something else than the quantity's unit.
-_OTHER_UNITS = frozenset({"voltage", "volt", "volts", "percent", "pct"})
+_DOOR_WORDS = frozenset(
+    {"door", "puerta", "porta", "reed", "contact", "contacto", "contato", "portao"}
+)
+# Units that make the value something else than the quantity's unit (voltage in English,
+# Spanish and Portuguese: "tensión" arrives as "tensi_n", "tensão" as "tens_o").
+_OTHER_UNITS = frozenset(
+    {
+        "voltage", "volt", "volts", "voltaje", "voltios", "tension", "tensi", "tensao", "tens",
+        "percent", "pct", "porcentaje", "porcentagem",
+    }
+)  # fmt: skip
 # accuracy_decimals per quantity in the encoder (dallas_temp's own default is 1; 2 keeps
 # the DS18B20's 0.0625 °C steps visible). Doors are ON/OFF.
 _DECIMALS: dict[Quantity, int] = {
@@ -145,14 +166,22 @@ class ESPHomeFamily:
         object_id = check_channel(levels[-2])
         binary = levels[-3] == _BINARY
         text = parse_text(payload)
+        entity = f"{levels[-3]}/{object_id}"
         if not text:
-            return Message(family=self.name, device_id=device, ignored="retained state cleared")
+            return Message(
+                family=self.name,
+                device_id=device,
+                ignored=RETAINED_CLEARED,
+                detail=f"{entity}: empty retained state",
+            )
         quantity = quantity_of(object_id, binary)
         if quantity is None:
             return Message(
                 family=self.name,
                 device_id=device,
-                ignored=f"{levels[-3]} {object_id} is not a quantity we store",
+                ignored=NOT_A_QUANTITY,
+                detail=f"{entity} = {text[:40]!r}: its name says no quantity we store",
+                unused=unused_keys([entity]),
             )
         readings: list[Reading] = []
         faults: list[Fault] = []

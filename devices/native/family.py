@@ -33,7 +33,7 @@ from devices.base import (
     parse_json_object,
     parse_text,
 )
-from devices.common import check_channel, check_device
+from devices.common import check_channel, check_device, unused_keys
 
 # JSON key -> quantity; the unit is in the key so a payload is self-describing.
 KEYS: dict[str, Quantity] = {
@@ -44,6 +44,8 @@ KEYS: dict[str, Quantity] = {
     "rssi_dbm": Quantity.SIGNAL,
 }
 _KEY_OF = {quantity: key for key, quantity in KEYS.items()}
+# Top-level keys that frame the readings rather than being one.
+_ENVELOPE = frozenset({"ts", "seq", "channels"})
 _MAX_CHANNELS = 32
 
 
@@ -111,6 +113,7 @@ class NativeFamily:
             faults=tuple(faults),
             ts_ms=ts_ms,
             seq=seq,
+            unused=unused_keys(_unused(data)),
         )
 
     @staticmethod
@@ -145,6 +148,16 @@ class NativeFamily:
         return Publish(
             f"coldchain/v1/{device_id}/status", b"online" if online else b"offline", retain=True
         )
+
+
+def _unused(data: dict[str, Any]) -> list[str]:
+    """Keys the payload carries that are not readings (``maintenance``, ``uptime_s``...)."""
+    unused = [key for key in data if key not in KEYS and key not in _ENVELOPE]
+    channels = data.get("channels")
+    if isinstance(channels, dict):
+        for channel, values in channels.items():
+            unused += [f"channels.{channel}.{key}" for key in values if key not in KEYS]
+    return unused
 
 
 def _wire(quantity: Quantity, value: float | FaultCode) -> Any:

@@ -57,6 +57,15 @@ from devices.common import (
 
 _METHODS = frozenset({"NotifyStatus", "NotifyFullStatus"})
 _PROBE = re.compile(r"^(temperature|humidity):([0-9]{1,3})$")
+# Sensor components coldchain does not read (Add-on digital and analog inputs, lux, flood,
+# smoke...): listed as unused, so an Add-on input wired to a door contact is seen. Actuators
+# (switch, cover, light) and system components (sys, cloud, mqtt, ble) are not listed.
+_UNREAD = re.compile(
+    r"^(input|voltmeter|analoginput|illuminance|flood|smoke|presence|pm1):[0-9]{1,3}$"
+)
+# Ignored-message reasons (metric label values).
+OTHER_METHOD = "other_method"
+NO_SENSOR = "no_sensor"
 
 
 class ShellyFamily:
@@ -104,13 +113,19 @@ class ShellyFamily:
         if not isinstance(method, str):
             raise DecodeError("bad_type", "an events/rpc frame needs a method string")
         if method not in _METHODS:
-            return Message(family=self.name, device_id=device, ignored=f"method {method[:40]}")
+            return Message(
+                family=self.name,
+                device_id=device,
+                ignored=OTHER_METHOD,
+                detail=f"method {method[:40]} carries no sensor status",
+            )
         params = optional(frame, "params", dict)
         if params is None:
             raise DecodeError("bad_type", f"{method} without params")
         ts_ms = timestamp(params["ts"]) if params.get("ts") is not None else None
         readings: list[Reading] = []
         faults: list[Fault] = []
+        unused: list[str] = []
         for key, component in params.items():
             if match := _PROBE.match(key):
                 sensor = sensor_id(device, f"temperature:{match.group(2)}")
@@ -119,8 +134,10 @@ class ShellyFamily:
                 _battery(device, _component(key, component), readings, faults)
             elif key == "wifi" and "rssi" in _component(key, component):
                 check_value(device, Quantity.SIGNAL, component["rssi"], readings, faults)
+            elif _UNREAD.match(key):
+                unused.append(key)
         return telemetry(
-            self.name, device, readings, faults, nothing="no sensor component", ts_ms=ts_ms
+            self.name, device, readings, faults, nothing=NO_SENSOR, unused=unused, ts_ms=ts_ms
         )
 
     def encode(self, sample: DeviceSample) -> list[Publish]:

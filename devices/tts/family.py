@@ -30,7 +30,17 @@ from typing import Any
 from core.types import Message, Quantity
 from devices.base import DecodeError, DeviceSample, Publish, parse_json_object
 from devices.common import check_device, dumps, optional, timestamp
-from devices.lorawan import LAYOUT, PROFILE, encode_fields, frame_counter, is_eui, iso_nanos, uplink
+from devices.lorawan import (
+    LAYOUT,
+    PROFILE,
+    encode_fields,
+    f_port,
+    frame_counter,
+    is_eui,
+    iso_nanos,
+    uplink,
+    uplink_port,
+)
 
 # The application the simulator's devices belong to.
 SIM_APPLICATION = "cold-chain"
@@ -76,6 +86,7 @@ class TTSFamily:
             up.get("rx_metadata"),
             ts_ms=timestamp(received) if received is not None else None,
             seq=frame_counter(up.get("f_cnt")),
+            port=f_port(up.get("f_port")),
         )
 
     def encode(self, sample: DeviceSample) -> list[Publish]:
@@ -87,7 +98,7 @@ class TTSFamily:
         else:
             ids["device_id"] = sample.device_id
         received = iso_nanos(sample.ts_ms)
-        up: dict[str, Any] = {"f_port": 2 if "TempC_SHT" in fields else 85}
+        up: dict[str, Any] = {"f_port": uplink_port(fields)}
         if sample.seq:  # zero fields are omitted
             up["f_cnt"] = sample.seq
         up["decoded_payload"] = fields

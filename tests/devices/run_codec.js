@@ -6,7 +6,10 @@
 // the ECMAScript built-ins (no require, no module, no console), then
 // decodeUplink({bytes, fPort, recvTime, variables}) is called once per payload, as
 // ChirpStack v4 does (it appends `decodeUplink(chirpstack_input)` to the source) and as
-// The Things Stack does. Prints a JSON array with one result object per payload.
+// The Things Stack does. A codec without decodeUplink is run the way The Things Stack
+// runs a legacy (TTN v2) formatter, {data: Decoder(bytes, fPort)}, or failing that as a
+// ChirpStack v3 codec, {data: Decode(fPort, bytes, variables)}. Prints a JSON array with
+// one result object per payload. Run with TZ=UTC for codecs that format local times.
 "use strict";
 const fs = require("fs");
 const vm = require("vm");
@@ -32,7 +35,11 @@ const results = payloads.map((hex) => {
     variables: {},
   };
   const context = vm.createContext({ codec_input: input });
-  return vm.runInContext(`${source}\n;decodeUplink(codec_input);`, context, {
+  const call =
+    "(typeof decodeUplink === 'function') ? decodeUplink(codec_input)" +
+    " : (typeof Decoder === 'function') ? {data: Decoder(codec_input.bytes, codec_input.fPort)}" +
+    " : {data: Decode(codec_input.fPort, codec_input.bytes, codec_input.variables)};";
+  return vm.runInContext(`${source}\n;${call}`, context, {
     filename: codecPath,
     timeout: 1000,
   });

@@ -1,8 +1,15 @@
 """One suite every device family passes (STYLE.md §11): adding a family adds rows.
 
 - golden cases: ``devices/<family>/testdata/*.yaml``, a real payload beside what it means;
-- robustness: ``decode`` raises nothing but ``DecodeError`` on arbitrary topics and bytes;
+- the LoRaWAN corpus: ``devices/corpus/lorawan/<vendor>/*.yaml``, the vendors' own codecs'
+  output for their own examples (tests/devices/make_corpus.py), wrapped as a ChirpStack
+  v4 and a The Things Stack v3 uplink, each decoded by its family;
+- robustness: ``decode`` raises nothing but ``DecodeError`` on arbitrary topics and bytes
+  and on golden and corpus payloads with any one value replaced;
 - round trip: what ``encode`` writes (the simulator's output), ``decode`` reads back.
+
+Adding a case is adding a file; the count per family and vendor is printed at the end of
+the run (tests/devices/conftest.py).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from hypothesis import strategies as st
 import devices
 from core.types import FaultCode, Message, Quantity
 from devices.base import VALID_RANGE, DecodeError, DeviceSample, Family
+from tests.devices.uplinks import GATEWAY_RSSI, WRAPS, corpus_case, corpus_paths, corpus_uplink
 
 FAMILIES = devices.families()
 EXPECTED_FAMILIES = {"native", "esphome", "tasmota", "shelly", "chirpstack", "tts"}
@@ -56,6 +64,9 @@ def _payload(case: dict[str, Any]) -> bytes:
 def test_golden(fam: Family, path: Path) -> None:
     case = yaml.safe_load(path.read_text())
     assert case.get("description"), f"{path}: say what the case shows"
+    if case.get("vendor") or case.get("source"):  # from a vendor: say which file or page
+        assert case.get("vendor"), "a case with a source names its vendor"
+        assert case.get("source"), "a vendor case names the file or page it comes from"
     topic, payload = case["topic"], _payload(case)
     assert fam.matches(topic.split("/")), f"{fam.name} must claim {topic}"
     if "error" in case:
@@ -67,17 +78,102 @@ def test_golden(fam: Family, path: Path) -> None:
     expect = case["expect"]
     assert message.family == fam.name
     assert message.device_id == expect["device_id"]
-    got_readings = [[r.sensor, r.quantity.value, r.value] for r in message.readings]
-    want_readings = [[s, q, float(v)] for s, q, v in expect.get("readings", [])]
+    # Compared as sorted lists: the order of values in a message means nothing.
+    got_readings = sorted([r.sensor, r.quantity.value, r.value] for r in message.readings)
+    want_readings = sorted([s, q, float(v)] for s, q, v in expect.get("readings", []))
     assert got_readings == want_readings
-    got_faults = [[f.sensor, f.quantity.value, f.code.value] for f in message.faults]
-    assert got_faults == [list(f) for f in expect.get("faults", [])]
+    got_faults = sorted([f.sensor, f.quantity.value, f.code.value] for f in message.faults)
+    assert got_faults == sorted(list(f) for f in expect.get("faults", []))
     assert message.online == expect.get("online")
     assert message.ts_ms == expect.get("ts_ms")
     assert message.seq == expect.get("seq")
     local = expect.get("local_time")
     assert message.local_time == (datetime.fromisoformat(local) if local else None)
-    assert (message.ignored is not None) == bool(expect.get("ignored", False))
+    assert message.ignored == expect.get("ignored")
+    if message.ignored is not None:
+        assert message.detail, "an ignored message says what it held"
+    assert list(message.unused) == expect.get("unused", [])
+
+
+# -- the LoRaWAN corpus ----------------------------------------------------------------------
+
+LORAWAN = [f for f in FAMILIES if f.name in WRAPS]
+
+
+def _corpus_cases() -> list[Any]:
+    return [
+        pytest.param(fam, path, id=f"{fam.name}/{path.parent.name}/{path.stem}")
+        for fam in LORAWAN
+        for path in corpus_paths()
+    ]
+
+
+def test_corpus_covers_the_target_devices() -> None:
+    """The devices a grocery chain buys are in the corpus, each from a vendor source."""
+    models = {model for path in corpus_paths() for model in corpus_case(path)["models"]}
+    wanted = {
+        "EM300-TH", "EM300-MCS", "EM300-SLD", "EM300-ZLD", "EM500-PT100", "WS301",
+        "LHT65", "LHT65N", "LHT65N-NE117", "LHT52", "LSN50v2-D20", "LDS02",
+        "ERS", "TBHH100", "TBHV110", "TBDW100",
+    }  # fmt: skip
+    assert wanted <= models, wanted - models
+
+
+@pytest.mark.parametrize("path", corpus_paths(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_corpus_case_names_its_source(path: Path) -> None:
+    case = corpus_case(path)
+    assert case.get("description"), "say what the case shows"
+    codec = case["codec"]
+    assert codec["repository"], "which vendor repository"
+    assert codec["path"], "which vendor file ran"
+    assert len(codec["commit"]) == 40, "the commit of the vendor file"
+    example = case["example"]
+    from_file = {"repository", "commit", "path"} <= set(example)
+    assert from_file or example.get("page"), "which file or page the bytes come from"
+    if "page" in example or "note" in example:
+        assert example.get("description") or example.get("note"), "say how the bytes were made"
+    if case["matches_vendor"] is False:
+        assert "YAML" in case["description"] or "differs" in case["description"], (
+            "a codec output that differs from the vendor's stated one must say why"
+        )
+    assert case["expect"] is not None, "write what coldchain must store (by hand)"
+    assert path.parent.name == case["vendor"].lower()
+
+
+def _expected(case: dict[str, Any], key: str) -> list[tuple[Any, ...]]:
+    """Expected rows with full sensor ids: ``[channel, quantity, value]`` (channel null =
+    the device), readings with a fourth element when they carry their own time."""
+    device = case["dev_eui"]
+    rows = case["expect"].get(key, [])
+    return sorted((device if row[0] is None else f"{device}:{row[0]}", *row[1:]) for row in rows)
+
+
+@pytest.mark.parametrize(("fam", "path"), _corpus_cases())
+def test_corpus(fam: Family, path: Path) -> None:
+    """A vendor codec's output, as the network server forwards it, decodes to what it means."""
+    case = corpus_case(path)
+    expect = case["expect"]
+    topic, payload = corpus_uplink(path, fam.name)
+    if "error" in expect:
+        with pytest.raises(DecodeError) as info:
+            fam.decode(topic, payload)
+        assert info.value.reason == expect["error"]
+        return
+    message = fam.decode(topic, payload)
+    assert message.device_id == case["dev_eui"]
+    readings = sorted((r.sensor, r.quantity.value, r.value, r.ts_ms) for r in message.readings)
+    faults = sorted((f.sensor, f.quantity.value, f.code.value) for f in message.faults)
+    want_readings = [
+        (s, q, float(v), *(rest or [None])) for s, q, v, *rest in _expected(case, "readings")
+    ]
+    want_faults = _expected(case, "faults")
+    if want_readings or want_faults:  # the gateway's RSSI comes with anything stored
+        signal = (case["dev_eui"], "signal", GATEWAY_RSSI, None)
+        want_readings = sorted([*want_readings, signal])
+    assert readings == want_readings
+    assert faults == want_faults
+    assert message.ignored == expect.get("ignored")
+    assert list(message.unused) == sorted(expect.get("unused", []))
 
 
 def test_routing_is_unambiguous() -> None:
@@ -126,10 +222,13 @@ _topic_levels = st.lists(
 
 @functools.cache
 def _golden_payloads(family: str) -> tuple[tuple[str, bytes], ...]:
-    """Each golden case's topic and payload, parsed once (YAML parsing is slow)."""
+    """Each golden (and, for LoRaWAN, corpus) case's topic and payload, parsed once."""
     folder = Path(devices.__file__).parent / family / "testdata"
     cases = [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
-    return tuple((case["topic"], _payload(case)) for case in cases)
+    found = [(case["topic"], _payload(case)) for case in cases]
+    if family in WRAPS:
+        found += [corpus_uplink(path, family) for path in corpus_paths()]
+    return tuple(found)
 
 
 @pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.name)

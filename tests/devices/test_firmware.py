@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import math
@@ -39,6 +38,7 @@ from devices.native.family import KEYS
 from devices.shelly import FAMILY as SHELLY
 from devices.tasmota import FAMILY as TASMOTA
 from devices.tts import FAMILY as TTS
+from tests.devices.uplinks import chirpstack_up, codec_object, tts_up
 
 DEVICES = Path(devices.__file__).parent
 ESPHOME_YAML = DEVICES / "native" / "firmware" / "esphome-coldchain.yaml"
@@ -653,63 +653,14 @@ def _run_codec(codec: str, f_port: int, payload_hex: str) -> dict[str, Any]:
     return result
 
 
-def _codec_object(result: dict[str, Any]) -> Any:
-    """What the network server forwards: the data, or nothing when the codec erred."""
-    return None if result.get("errors") else result["data"]
-
-
-def _chirpstack_up(dev_eui: str, f_port: int, payload_hex: str, obj: Any) -> tuple[str, bytes]:
-    """A ChirpStack v4 ``up`` event for this uplink (JSON marshaler)."""
-    body: dict[str, Any] = {
-        "deduplicationId": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d",
-        "time": "2024-05-10T03:15:00.775023242+00:00",
-        "deviceInfo": {
-            "applicationId": "17c82e96-be03-4f38-aef3-f83d48582d97",
-            "deviceProfileName": "coldchain",
-            "devEui": dev_eui,
-        },
-        "fCnt": 1234,
-        "fPort": f_port,
-        "data": base64.b64encode(bytes.fromhex(payload_hex)).decode(),
-        "rxInfo": [{"gatewayId": "0016c001f153a14c", "rssi": -97, "snr": 4.5}],
-    }
-    if obj is not None:  # no codec output, no object
-        body["object"] = obj
-    topic = f"application/17c82e96-be03-4f38-aef3-f83d48582d97/device/{dev_eui}/event/up"
-    return topic, json.dumps(body).encode()
-
-
-def _tts_up(dev_eui: str, f_port: int, payload_hex: str, obj: Any) -> tuple[str, bytes]:
-    """A The Things Stack uplink message for this uplink."""
-    up: dict[str, Any] = {
-        "f_cnt": 1234,
-        "f_port": f_port,
-        "frm_payload": base64.b64encode(bytes.fromhex(payload_hex)).decode(),
-        "rx_metadata": [{"gateway_ids": {"gateway_id": "s042-gw"}, "rssi": -97, "snr": 4.5}],
-        "received_at": "2024-05-10T03:15:00.775023242Z",
-    }
-    if obj is not None:
-        up["decoded_payload"] = obj
-    body = {
-        "end_device_ids": {
-            "device_id": f"eui-{dev_eui}",
-            "application_ids": {"application_id": "cold-chain"},
-            "dev_eui": dev_eui.upper(),
-        },
-        "received_at": "2024-05-10T03:15:01.014773143Z",
-        "uplink_message": up,
-    }
-    return f"v3/cold-chain@ttn/devices/eui-{dev_eui}/up", json.dumps(body).encode()
-
-
 class _Decoder(Protocol):
     def decode(self, topic: str, payload: bytes) -> Message: ...
 
 
 _Wrap = Callable[[str, int, str, Any], tuple[str, bytes]]
 _NETWORKS: dict[str, tuple[_Wrap, _Decoder]] = {
-    "chirpstack": (_chirpstack_up, CHIRPSTACK),
-    "tts": (_tts_up, TTS),
+    "chirpstack": (chirpstack_up, CHIRPSTACK),
+    "tts": (tts_up, TTS),
 }
 EM300 = "24e124136b123456"
 LHT65N = "a840418371886f2b"
@@ -761,8 +712,8 @@ _UPLINKS = [
             "TempC_DS": 2.75,
         },
         {
-            (LHT65N, T, 3.02),
-            (LHT65N, H, 89.5),
+            (f"{LHT65N}:sht", T, 3.02),
+            (f"{LHT65N}:sht", H, 89.5),
             (f"{LHT65N}:ds", T, 2.75),
             (LHT65N, B, 100.0),  # 3.05 V is above the 3.0 V "full" point
             (LHT65N, S, -97.0),
@@ -785,8 +736,8 @@ _UPLINKS = [
             "TempC_DS": -19.5,
         },
         {
-            (LHT65N, T, -18.25),
-            (LHT65N, H, 62.3),
+            (f"{LHT65N}:sht", T, -18.25),
+            (f"{LHT65N}:sht", H, 62.3),
             (f"{LHT65N}:ds", T, -19.5),
             (LHT65N, B, 90.9),  # (2.95 - 2.45) / 0.55
             (LHT65N, S, -97.0),
@@ -807,7 +758,12 @@ _UPLINKS = [
             "Ext_sensor": "Temperature Sensor",
             "TempC_DS": 327.67,
         },
-        {(LHT65N, T, 3.11), (LHT65N, H, 90.1), (LHT65N, B, 63.6), (LHT65N, S, -97.0)},
+        {
+            (f"{LHT65N}:sht", T, 3.11),
+            (f"{LHT65N}:sht", H, 90.1),
+            (LHT65N, B, 63.6),
+            (LHT65N, S, -97.0),
+        },
         {(f"{LHT65N}:ds", T, FaultCode.ABSENT_PROBE)},
         id="lht65n-probe-absent",
     ),
@@ -833,7 +789,7 @@ def test_codec_output_decodes_through_the_network_family(
     assert result["data"] == output
     dev_eui = EM300 if codec == "em300-th.js" else LHT65N
     wrap, family = _NETWORKS[network]
-    topic, payload = wrap(dev_eui, f_port, payload_hex, _codec_object(result))
+    topic, payload = wrap(dev_eui, f_port, payload_hex, codec_object(result))
     message = family.decode(topic, payload)
     assert message.device_id == dev_eui
     assert message.seq == 1234
@@ -849,18 +805,22 @@ def test_lht65n_absent_probe_warns() -> None:
 
 
 @needs_node
-def test_em300_history_record_is_not_a_current_reading() -> None:
+def test_em300_history_record_is_a_reading_of_its_own_time() -> None:
     # Milesight's documented example: 20 CE, time 0x6346749E, 0x0110 = 27.2 °C, 0x5D = 46.5 %.
     result = _run_codec("em300-th.js", 85, "20CE9E74466310015D00")
     assert result["data"] == {
         "history": [{"timestamp": 1665561758, "temperature": 27.2, "humidity": 46.5}]
     }
-    topic, payload = _chirpstack_up(EM300, 85, "20CE9E74466310015D00", _codec_object(result))
-    assert CHIRPSTACK.decode(topic, payload).ignored is not None
+    topic, payload = chirpstack_up(EM300, 85, "20CE9E74466310015D00", codec_object(result))
+    message = CHIRPSTACK.decode(topic, payload)
+    assert {(r.quantity, r.value, r.ts_ms) for r in message.readings if r.ts_ms} == {
+        (T, 27.2, 1665561758000),
+        (H, 46.5, 1665561758000),
+    }
 
 
 @needs_node
-def test_lht65n_stored_records_and_status_are_not_current_readings() -> None:
+def test_lht65n_stored_records_keep_their_time_and_status_gives_battery() -> None:
     # Poll reply (Ext bit 6): one record, probe 2.75 °C, 3.02 °C, 89.5 %, time 0x663D9134.
     poll = _run_codec("lht65n.js", 2, "0113012E037F41663D9134")
     assert poll["data"] == {
@@ -882,13 +842,23 @@ def test_lht65n_stored_records_and_status_are_not_current_readings() -> None:
         "SUB_BAND": None,
         "BAT": 3.05,
     }
-    for f_port, hex_payload, result in (
-        (2, "0113012E037F41663D9134", poll),
-        (5, "0B011504FF0BEA", status),
-    ):
-        for wrap, family in _NETWORKS.values():
-            topic, payload = wrap(LHT65N, f_port, hex_payload, _codec_object(result))
-            assert family.decode(topic, payload).ignored is not None
+    for wrap, family in _NETWORKS.values():
+        # Stored records are readings of their own time, not current ones.
+        topic, payload = wrap(LHT65N, 2, "0113012E037F41663D9134", codec_object(poll))
+        message = family.decode(topic, payload)
+        at = 1715310900000
+        assert {(r.sensor, r.quantity, r.value, r.ts_ms) for r in message.readings} == {
+            (f"{LHT65N}:sht", T, 3.02, at),
+            (f"{LHT65N}:sht", H, 89.5, at),
+            (f"{LHT65N}:ds", T, 2.75, at),
+            (LHT65N, S, -97.0, None),
+        }
+        assert message.unused == ()
+        # The status uplink's battery is kept; the rest is listed as unused.
+        topic, payload = wrap(LHT65N, 5, "0B011504FF0BEA", codec_object(status))
+        message = family.decode(topic, payload)
+        assert _readings(message) == {(LHT65N, B, 100.0), (LHT65N, S, -97.0)}
+        assert message.unused == ("FIRMWARE_VERSION", "FREQUENCY_BAND", "SENSOR_MODEL", "SUB_BAND")
 
 
 @needs_node
@@ -903,7 +873,7 @@ def test_lht65n_stored_records_and_status_are_not_current_readings() -> None:
 def test_truncated_uplinks_are_codec_errors(codec: str, f_port: int, payload_hex: str) -> None:
     result = _run_codec(codec, f_port, payload_hex)
     assert result["errors"]
-    topic, payload = _chirpstack_up(EM300, f_port, payload_hex, _codec_object(result))
+    topic, payload = chirpstack_up(EM300, f_port, payload_hex, codec_object(result))
     with pytest.raises(DecodeError) as info:
         CHIRPSTACK.decode(topic, payload)
     assert info.value.reason == "no_codec"
