@@ -45,9 +45,11 @@ from alerting.book import (
     StepRecord,
 )
 from alerting.conditions import (
+    CALIBRATION_DUE,
     CHAIN_STORE,
     DOOR_OPEN,
     LEVELS,
+    PIPELINE_STALLED,
     STORE_OUTAGE,
     Condition,
     Transition,
@@ -76,6 +78,9 @@ log = logging.getLogger(__name__)
 # An acknowledged alert whose problem is still there re-escalates after this long (the
 # default of COLDCHAIN_ACK_TIMEOUT): someone said "on it" but nothing changed.
 ACK_TIMEOUT_S = 2 * 3600
+# Kinds whose upgrade at the same stage restates what the alert is about (the stores a
+# pipeline stall grew to explain, the sensors overdue for calibration).
+RESTATED_KINDS = frozenset({PIPELINE_STALLED, CALIBRATION_DUE})
 # Resolve notes of store-level alerts a pipeline stall explained. They were no power cuts:
 # no pull-down hold follows them (alerting/stages/inhibit.py RECOVERY_HOLD_S).
 STALL_BACK_NOTE = "back to normal (during a pipeline stall)"
@@ -312,8 +317,8 @@ class AlertingEngine:
                 self.stats.opened.inc(condition.kind)
                 self._event(alert, "firing")
             elif _stage_level(condition.stage) > _stage_level(existing.stage) or (
-                condition.store == CHAIN_STORE and t.action == "upgrade"
-            ):  # a chain-wide alert also records the stores it grew to explain
+                t.action == "upgrade" and condition.kind in RESTATED_KINDS
+            ):
                 self._event(self.book.upgrade(existing, condition, now), existing.state)
 
     # -- escalation ---------------------------------------------------------------------
@@ -327,7 +332,7 @@ class AlertingEngine:
             return
         ctx = self._stage_context(now)
         steps = [
-            escalation.plan(alert, now, self._place(alert.store), self._weight(alert.store, now),
+            escalation.plan(alert, now, self._place(alert.store), self._weight(alert, now),
                             self.contacts)
             for alert in due
         ]  # fmt: skip
@@ -387,9 +392,13 @@ class AlertingEngine:
             },
         )
 
-    def _weight(self, store: str, now: float) -> Weight | None:
-        calendar = self.rules.calendars.get(store)
-        return calendar.at(now) if calendar is not None else None
+    def _weight(self, alert: Alert, now: float) -> Weight | None:
+        """The store's weight now, which shortens waits (none for calibration: a date
+        passed at night is no more urgent than by day)."""
+        calendar = self.rules.calendars.get(alert.store)
+        if calendar is None or alert.kind == CALIBRATION_DUE:
+            return None
+        return calendar.at(now)
 
     def _page(self, dispatch: Dispatch) -> Page:
         """The message of one dispatch: one alert, or a bundle of a store's alerts."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from alerting import messages
 from alerting.book import ACKNOWLEDGED, Alert
-from alerting.conditions import CHAIN_STORE, Condition
+from alerting.conditions import CALIBRATION_DUE, CHAIN_STORE, Condition
 from alerting.stages.base import Dispatch
 from alerting.weights import Weight
 from core.chain import Contact, Policy, PolicyStep, Store
@@ -41,6 +41,11 @@ PIPELINE_POLICY = [
     PolicyStep(notify=["oncall"], repeat=3600),
 ]
 PIPELINE_POLICY_ID = "pipeline"
+# Sensors past their calibration date when the chain has no policy called "calibration":
+# the technicians of the store, again every week until it is done. Nobody else can act
+# on it, and more often than weekly is noise for a task that takes a visit.
+CALIBRATION_POLICY = [PolicyStep(notify=["technician"], repeat=7 * 86400)]
+CALIBRATION_POLICY_ID = "calibration"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +86,14 @@ def policy_for(
     policies: Mapping[str, Policy],
 ) -> list[PolicyStep]:
     """The policy frozen onto a new alert: the asset's, the store's, ``default``, or
-    :data:`DEFAULT_POLICY` (chain-wide alerts: ``pipeline`` or :data:`PIPELINE_POLICY`)."""
+    :data:`DEFAULT_POLICY` (chain-wide alerts: ``pipeline`` or :data:`PIPELINE_POLICY`;
+    calibration: ``calibration`` or :data:`CALIBRATION_POLICY`)."""
     if condition.store == CHAIN_STORE:
         chain = policies.get(PIPELINE_POLICY_ID)
         return list(chain.steps) if chain else list(PIPELINE_POLICY)
+    if condition.kind == CALIBRATION_DUE:
+        chosen = policies.get(CALIBRATION_POLICY_ID)
+        return list(chosen.steps) if chosen else list(CALIBRATION_POLICY)
     store = stores.get(condition.store)
     for name in (asset_policy.get(condition.asset or ""), store.policy if store else None,
                  "default"):  # fmt: skip

@@ -17,6 +17,10 @@ from zoneinfo import ZoneInfo
 
 from alerting.notifiers.gsm import to_gsm7
 
+# A calibration reminder names at most this many sensors (then "+N"): an SMS is read on
+# a small screen, and the technician looks the rest up in the API.
+CALIBRATION_LISTED = 4
+
 _T: dict[str, dict[str, str]] = {
     "es": {
         "reply": "Responda OK {code}",
@@ -36,6 +40,8 @@ _T: dict[str, dict[str, str]] = {
         ),
         "low_battery": "{asset}: bateria baja {value}% en {sensor}",
         "sensor_fault": "{asset}: falla del sensor {sensor} ({code_name})",
+        "calibration_due": "calibracion vencida de {n} sensor(es): {sensors}",
+        "ok_calibration_due": "sensores calibrados",
         "chain": "central",
         "pipeline_stalled": (
             "ingesta detenida: {down} de {total} tiendas sin datos desde {since}, ultima "
@@ -73,6 +79,8 @@ _T: dict[str, dict[str, str]] = {
         ),
         "low_battery": "{asset}: bateria fraca {value}% em {sensor}",
         "sensor_fault": "{asset}: falha do sensor {sensor} ({code_name})",
+        "calibration_due": "calibracao vencida de {n} sensor(es): {sensors}",
+        "ok_calibration_due": "sensores calibrados",
         "chain": "central",
         "pipeline_stalled": (
             "ingestao parada: {down} de {total} lojas sem dados desde {since}, ultima "
@@ -108,6 +116,8 @@ _T: dict[str, dict[str, str]] = {
         "store_outage": "{down} of {total} devices offline since {since} (power or network cut?)",
         "low_battery": "{asset}: low battery {value}% on {sensor}",
         "sensor_fault": "{asset}: sensor {sensor} fault ({code_name})",
+        "calibration_due": "calibration overdue on {n} sensor(s): {sensors}",
+        "ok_calibration_due": "sensors calibrated",
         "chain": "central",
         "pipeline_stalled": (
             "ingestion stalled: {down} of {total} stores silent since {since}, last reading "
@@ -219,6 +229,12 @@ def describe(alert: AlertText, lang: str, zone: str) -> str:
             since=since,
             last=_clock(last / 1000, zone) if isinstance(last, int | float) else "?",
         )
+    if kind == "calibration_due":
+        named = alert.explanation.get("sensors")
+        sensors = [str(s) for s in named] if isinstance(named, list) else []
+        listed = ", ".join(sensors[:CALIBRATION_LISTED])
+        more = len(sensors) - CALIBRATION_LISTED
+        return t[kind].format(n=len(sensors), sensors=listed + (f" +{more}" if more > 0 else ""))
     if kind == "sensor_fault":
         code = str(alert.explanation.get("code", ""))
         name = _FAULT_NAMES[language(lang)].get(code, code)

@@ -78,6 +78,19 @@ class SensorOut(BaseModel):
     limits: Limits
 
 
+class CalibrationDueOut(BaseModel):
+    """A sensor whose calibration runs out soon, or has (``days_left`` < 0)."""
+
+    sensor: str
+    store: str
+    asset: str
+    asset_name: str
+    calibrated_at: date | None
+    calibration_due: date
+    days_left: int = Field(description="Days from today (store's calendar) to the due date")
+    overdue: bool
+
+
 class RegisterSensor(_In):
     """Register a discovered device's sensor onto an asset in one call."""
 
@@ -370,6 +383,11 @@ class AlertingHealth(BaseModel):
     pending_notifications: int
     failed_notifications: int
     overdue_steps: int = Field(description="Open alerts whose next step is over a minute late")
+    queued_commands: int = Field(
+        default=0,
+        description="Commands from an API without the engine (split mode) not yet carried "
+        "out by the alerting process; growing means it is not running",
+    )
 
 
 class Health(BaseModel):

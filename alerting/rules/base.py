@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ class SensorSpec:
     limits: Limits
     interval_s: float
     store_slot: int  # the index of its store in the per-store arrays
+    calibration_due: date | None = None  # the last day its calibration is valid
 
 
 class Topology:
@@ -83,6 +85,7 @@ class Topology:
                     limits=limits_for(asset, self.stores[asset.store]),
                     interval_s=sensor.interval,
                     store_slot=self.store_index[asset.store],
+                    calibration_due=sensor.calibration_due,
                 )
             )
         self.by_sensor = {s.sensor: s for s in self.sensors}

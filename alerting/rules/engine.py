@@ -10,6 +10,7 @@ A thin façade over one module per rule kind (each owns its state; see
 ``door``, ``battery``       doors left open, low batteries
 ``availability``            sensors silent, devices offline, store outages
 ``watchdog``                the chain-wide pipeline stall
+``calibration``             sensors past their calibration date, per store
 ==========================  =============================================================
 
 Driven by two calls, both taking the instant as an argument:
@@ -29,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from alerting.conditions import (
+    CALIBRATION_DUE,
     DEFROST_OVERRUN,
     DEVICE_OFFLINE,
     DOOR_OPEN,
@@ -44,6 +46,7 @@ from alerting.conditions import (
 from alerting.rules.availability import AvailabilityRule
 from alerting.rules.base import Board, Topology
 from alerting.rules.battery import BatteryRule
+from alerting.rules.calibration import CalibrationRule
 from alerting.rules.defrost import DefrostRule, Learned
 from alerting.rules.door import DoorRule
 from alerting.rules.faults import FaultRule
@@ -72,6 +75,7 @@ class RuleEngine:
         self.battery = BatteryRule(self.topo, self.board)
         self.availability = AvailabilityRule(self.topo, self.board)
         self.watchdog = WatchdogRule(self.topo, self.board, self.availability)
+        self.calibration = CalibrationRule(self.topo, self.board)
         # The newest observation seen per (sensor, quantity): anything not newer is a
         # QoS 1 duplicate or a late copy, stored by ingest but news to no rule.
         self.newest: dict[tuple[str, Quantity], float] = {}
@@ -85,6 +89,7 @@ class RuleEngine:
             DEVICE_OFFLINE: self.availability,
             STORE_OUTAGE: self.availability,
             PIPELINE_STALLED: self.watchdog,
+            CALIBRATION_DUE: self.calibration,
         }
 
     # -- what callers read ------------------------------------------------------------
@@ -168,6 +173,7 @@ class RuleEngine:
         self.availability.outage_check(now, out)
         down = ingest_down_since_ms / 1000.0 if ingest_down_since_ms is not None else None
         self.watchdog.tick(now, down, out)
+        self.calibration.tick(now, out)
         return out
 
     def down_devices(self, store: str) -> set[str]:
@@ -219,6 +225,7 @@ class RuleEngine:
         self.battery.carry(previous.battery)
         self.availability.carry(previous.availability)
         self.watchdog.carry(previous.watchdog)
+        self.calibration.carry(previous.calibration)
 
     def snapshot(self) -> dict[str, Any]:
         """Every rule's state as plain data (equal snapshots: equal futures)."""
@@ -232,4 +239,5 @@ class RuleEngine:
             "battery": self.battery.snapshot(),
             "availability": self.availability.snapshot(),
             "watchdog": self.watchdog.snapshot(),
+            "calibration": self.calibration.snapshot(),
         }

@@ -128,6 +128,7 @@ def alerting_health(ctx: Ctx, _who: ChainWideReader) -> AlertingHealth:
         "AND next_at < ?",
         (now - OVERDUE_AFTER_S,),
     )
+    [queued] = registry.query("SELECT count(*) AS n FROM alert_commands WHERE done_at IS NULL")
     return AlertingHealth(
         engine_here=ctx.deps.engine is not None,
         open_alerts={r["state"]: int(r["n"]) for r in by_state},
@@ -135,4 +136,5 @@ def alerting_health(ctx: Ctx, _who: ChainWideReader) -> AlertingHealth:
         pending_notifications=notes.get("pending", 0),
         failed_notifications=notes.get("failed", 0) + notes.get("undelivered", 0),
         overdue_steps=int(overdue["n"]),
+        queued_commands=int(queued["n"]),
     )

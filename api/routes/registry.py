@@ -15,7 +15,9 @@ returns the asset of each point).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -28,6 +30,7 @@ from api.schemas import (
     ID_PATTERN,
     SENSOR_ID_PATTERN,
     AssetOut,
+    CalibrationDueOut,
     DiscoveredOut,
     RegisterSensor,
     SensorConflictOut,
@@ -212,6 +215,50 @@ def list_sensors(
             )
         )
     return out
+
+
+# How far ahead GET /sensors/calibration-due looks by default, and at most. A month is
+# the planning horizon of a technician's route; a year lists the whole fleet.
+CALIBRATION_DAYS = 30
+CALIBRATION_DAYS_MAX = 366
+
+
+@router.get(
+    "/sensors/calibration-due",
+    response_model=list[CalibrationDueOut],
+    responses=responses(401, 403),
+)
+def calibration_due(
+    ctx: Ctx,
+    who: Anyone,
+    store: StoreFilter = None,
+    days: Annotated[int, Query(ge=0, le=CALIBRATION_DAYS_MAX)] = CALIBRATION_DAYS,
+) -> list[CalibrationDueOut]:
+    """Sensors whose calibration is overdue or due within ``days`` (default 30), soonest
+    first; an overdue one is also an alert to the store's technicians, weekly."""
+    registry = ctx.deps.registry
+    if store is not None:
+        who.check_store(store)
+    stores = {s.id: s for s in registry.stores() if who.can_see(s.id)}
+    assets = {a.id: a for a in registry.assets(store) if a.store in stores}
+    now = ctx.deps.clock.time()
+    out = []
+    for sensor, _ in registry.sensors_with_state(assets=assets):
+        due = sensor.calibration_due
+        if due is None:
+            continue
+        asset = assets[sensor.asset]
+        today = datetime.fromtimestamp(now, ZoneInfo(stores[asset.store].timezone)).date()
+        left = (due - today).days
+        if left <= days:
+            out.append(
+                CalibrationDueOut(
+                    sensor=sensor.id, store=asset.store, asset=asset.id, asset_name=asset.name,
+                    calibrated_at=sensor.calibrated_at, calibration_due=due, days_left=left,
+                    overdue=left < 0,
+                )
+            )  # fmt: skip
+    return sorted(out, key=lambda c: (c.calibration_due, c.sensor))
 
 
 def _visible_sensor(ctx: Ctx, who: Principal, sensor_id: str) -> tuple[Sensor, float | None]:

@@ -150,3 +150,31 @@ def test_hostile_input_never_causes_a_server_error(api: Api) -> None:
         "/api/v1/stores/s099", content=b"\xff\xfe{", headers={"Content-Type": "application/json"}
     )
     assert 400 <= not_json.status_code < 500
+
+
+def test_sensors_due_for_calibration_soonest_first_within_store_scope(api: Api) -> None:
+    """It is 23:00 on 17 November in Guatemala (05:00 UTC on the 18th)."""
+    tech = api.client("technician")
+    for sensor, asset, due in (("wic1", "s042-wic1", "2026-11-16"),
+                               ("dc1", "s042-dc1", "2026-12-10"),
+                               ("z10-wic1", "s043-wic1", "2026-11-20"),
+                               ("spare", "s042-dc1", "2027-06-01")):  # fmt: skip
+        body = {"id": sensor, "asset": asset, "interval": 60, "calibration_due": due}
+        assert tech.put(f"/api/v1/sensors/{sensor}", json=body).status_code in (200, 201)
+    listed = tech.get("/api/v1/sensors/calibration-due").json()
+    assert [(c["sensor"], c["days_left"], c["overdue"]) for c in listed] == [
+        ("wic1", -1, True),
+        ("z10-wic1", 3, False),
+        ("dc1", 23, False),
+    ]
+    mine = api.client("manager").get("/api/v1/sensors/calibration-due").json()
+    assert [c["sensor"] for c in mine] == ["wic1", "dc1"]  # her store only
+    week = tech.get("/api/v1/sensors/calibration-due", params={"days": 7}).json()
+    assert [c["sensor"] for c in week] == ["wic1", "z10-wic1"]
+    assert (
+        api.client("manager")
+        .get("/api/v1/sensors/calibration-due", params={"store": "s043"})
+        .status_code
+        == 403
+    )
+    assert tech.get("/api/v1/sensors/calibration-due", params={"days": -1}).status_code == 422

@@ -187,6 +187,8 @@ def test_split_mode_a_late_delivery_failure_falls_back_and_a_resolve_tells_who_w
             error_code=30003,
         )  # fmt: skip
         assert failed.status == 204
+        health = api.client("oncall").get("/api/v1/health/alerting").json()
+        assert health["queued_commands"] == 1  # waiting for the alerting process
         alerting.minutes(1, wic1=11.0)  # the alerting process's next tick
         assert [to for to, _ in alerting.sent()] == ["+50255550101", "+50255550199"]
         alert = alerting.open_alert("s042")
