@@ -8,6 +8,7 @@ last committed step left off.
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 from collections.abc import Iterable
@@ -21,6 +22,17 @@ from core.errors import NotFound, RegistryError
 from core.registry import Registry
 
 FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
+
+
+# An acknowledgement code is not given to a new alert for this long after an alert that
+# had it opened: a reply to an old page (or a replayed one) must not acknowledge a new
+# problem. 4-digit codes (9,000) last a month for chains opening under ~300 alerts a
+# day; longer and busy chains fall back to reuse sooner.
+CODE_REUSE_S = 30 * 86400
+# Inbound message ids (Twilio MessageSid) are remembered this long, so a captured signed
+# webhook replayed within it does nothing. Twilio retries within minutes; a week covers
+# any replay of a recent capture, and older codes are dead anyway (CODE_REUSE_S).
+INBOUND_KEEP_S = 7 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +206,9 @@ class AlertBook:
 
     def __init__(self, registry: Registry, rng: random.Random | None = None) -> None:
         self.registry = registry
-        self._rng = rng or random.Random()
+        # Alert ids and acknowledgement codes are what an SMS reply or a URL guesses at:
+        # from the OS's generator unless a test seeds one.
+        self._rng = rng or random.SystemRandom()
 
     # -- reads ------------------------------------------------------------------------
 
@@ -330,21 +344,36 @@ class AlertBook:
 
     # -- writes -----------------------------------------------------------------------
 
-    def _new_code(self, conn: sqlite3.Connection) -> str:
-        for _ in range(1000):
-            code = f"{self._rng.randrange(1000, 10000)}"
-            taken = conn.execute(
-                "SELECT 1 FROM alerts WHERE ack_code=? AND state != ?", (code, RESOLVED)
-            ).fetchone()
-            if taken is None:
-                return code
+    def _new_code(self, conn: sqlite3.Connection, at: float) -> str:
+        """A code no open alert has, nor one opened in the last :data:`CODE_REUSE_S`
+        (an old page's code must not acknowledge a new alert), falling back to any code
+        no open alert has when a busy month used them up."""
+        for recent in (True, False):
+            for _ in range(1000):
+                code = f"{self._rng.randrange(1000, 10000)}"
+                taken = conn.execute(
+                    "SELECT 1 FROM alerts WHERE ack_code=? AND (state != ? OR opened_at > ?)",
+                    (code, RESOLVED, at - CODE_REUSE_S if recent else math.inf),
+                ).fetchone()
+                if taken is None:
+                    return code
         raise RegistryError("no free acknowledgement code (9,000 alerts open?)")
+
+    def claim_inbound(self, message_id: str, sender: str, at: float) -> bool:
+        """Record an inbound message id; False when it was seen before (a replay)."""
+        with self.registry.transaction() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO inbound_messages(id, sender, at) VALUES (?,?,?)",
+                (message_id[:64], sender[:32], at),
+            )
+            conn.execute("DELETE FROM inbound_messages WHERE at < ?", (at - INBOUND_KEEP_S,))
+            return cur.rowcount == 1
 
     def open(self, condition: Condition, at: float, policy: list[PolicyStep]) -> Alert:
         """Open an alert for a newly fired condition, with its escalation frozen."""
         alert_id = f"al-{self._rng.getrandbits(40):010x}"
         with self.registry.transaction() as conn:
-            code = self._new_code(conn)
+            code = self._new_code(conn, at)
             conn.execute(
                 "INSERT INTO alerts(id, key, kind, severity, stage, store, asset, sensor, "
                 "device, state, ack_code, opened_at, updated_at, since, policy, step, repeats, "

@@ -51,8 +51,7 @@ _T: dict[str, dict[str, str]] = {
         "ok_pipeline_stalled": "datos de las tiendas llegan de nuevo",
         "resolved": "RESUELTO {what} a las {at}",
         "ack_ok": "Alerta {code} reconocida por {name}. Gracias.",
-        "ack_unknown": "Codigo {code} no encontrado o ya cerrado.",
-        "ack_forbidden": "Este numero no esta autorizado para la alerta {code}.",
+        "ack_refused": "Codigo {code} no valido para este numero.",
         "ok_door_open": "{asset}: puerta cerrada",
         "ok_store_outage": "equipos conectados de nuevo",
         "ok_sensor_silent": "{asset}: sensor {sensor} reporta de nuevo",
@@ -90,8 +89,7 @@ _T: dict[str, dict[str, str]] = {
         "ok_pipeline_stalled": "dados das lojas chegam de novo",
         "resolved": "RESOLVIDO {what} as {at}",
         "ack_ok": "Alerta {code} reconhecido por {name}. Obrigado.",
-        "ack_unknown": "Codigo {code} nao encontrado ou ja encerrado.",
-        "ack_forbidden": "Este numero nao esta autorizado para o alerta {code}.",
+        "ack_refused": "Codigo {code} invalido para este numero.",
         "ok_door_open": "{asset}: porta fechada",
         "ok_store_outage": "equipamentos conectados de novo",
         "ok_sensor_silent": "{asset}: sensor {sensor} reporta de novo",
@@ -127,8 +125,7 @@ _T: dict[str, dict[str, str]] = {
         "ok_pipeline_stalled": "store data arriving again",
         "resolved": "RESOLVED {what} at {at}",
         "ack_ok": "Alert {code} acknowledged by {name}. Thank you.",
-        "ack_unknown": "Code {code} not found or already closed.",
-        "ack_forbidden": "This number is not authorised for alert {code}.",
+        "ack_refused": "Code {code} is not valid for this number.",
         "ok_door_open": "{asset}: door closed",
         "ok_store_outage": "devices back online",
         "ok_sensor_silent": "{asset}: sensor {sensor} reporting again",
@@ -289,5 +286,5 @@ def resolved(
 
 
 def reply(key: str, lang: str, **fields: str) -> str:
-    """A reply to an inbound SMS (ack_ok, ack_unknown, ack_forbidden, ack_help)."""
+    """A reply to an inbound SMS (ack_ok, ack_refused, ack_help)."""
     return to_gsm7(_T[language(lang)][key].format(**fields))

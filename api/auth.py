@@ -15,10 +15,13 @@ answer 422 first and tell an anonymous caller about the route's schema).
 **Roles** (DESIGN.md §1 and §3):
 
 =========== ================================================================================
-admin       everything, including the audit log and its verification
-technician  reads everything; writes stores, assets, sensors, contacts, policies; registers
-            discovered devices; creates maintenance windows (silences), since technicians
-            put units into maintenance (DESIGN.md §1). No ack/resolve: they are not paged.
+admin       everything, including escalation policies, API keys, the audit log and its
+            verification
+technician  reads everything; writes stores, assets, sensors, and the contacts of stores
+            with the roles store_manager or technician (not chain-wide desks, not
+            escalation roles); registers discovered devices; creates maintenance windows
+            (silences), since technicians put units into maintenance (DESIGN.md §1). No
+            ack/resolve: they are not paged. No escalation policies, no keys.
 manager     its stores only: reads them, acknowledges, resolves and silences their alerts.
             Asking for another store (a filter, an alert, a sensor of it) is a 403, not an
             empty list or a 404, as the issue requires; so a manager learns that an alert id

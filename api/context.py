@@ -17,6 +17,7 @@ from alerting.book import AlertBook
 from alerting.commands import AlertCommands
 from alerting.engine import AlertingEngine
 from api.latest import LatestCache, StoreLayouts
+from api.throttle import InboundThrottle
 from core.clock import Clock
 from core.influx import TimeSeriesStore
 from core.metrics import Counter, Histogram
@@ -84,6 +85,13 @@ class ApiStats:
         self.auth_failures = metrics.add(
             Counter("coldchain_api_auth_failures_total", "Refused requests", ["reason"])
         )
+        self.inbound_refused = metrics.add(
+            Counter(
+                "coldchain_api_inbound_refused_total",
+                "Inbound SMS/keypad webhooks not answered (replay, throttled, reply_budget)",
+                ["reason"],
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,7 @@ class Context:
     stats: ApiStats
     commands: AlertCommands  # the engine here, or the book plus a queue for it
     layouts: StoreLayouts = field(default_factory=StoreLayouts)
+    throttle: InboundThrottle = field(default_factory=InboundThrottle)
 
 
 def _context(request: Request) -> Context:

@@ -162,6 +162,13 @@ _MIGRATIONS: list[str | list[str]] = [
     ALTER TABLE discovered_devices ADD COLUMN unused TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE discovered_devices ADD COLUMN quantities TEXT NOT NULL DEFAULT '{}';
     """,
+    # 9: inbound SMS already handled (Twilio MessageSid), so a replayed webhook does
+    # nothing (alerting/book.py INBOUND_KEEP_S)
+    """
+    CREATE TABLE inbound_messages (
+        id TEXT PRIMARY KEY, sender TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
+    CREATE INDEX inbound_messages_at ON inbound_messages(at);
+    """,
 ]
 
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a

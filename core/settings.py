@@ -150,23 +150,33 @@ class Settings(BaseModel):
         return host, int(port)
 
     def redacted(self) -> dict[str, Any]:
-        """The settings to show a person: every secret, and the MQTT password inside
-        ``mqtt_url``, replaced by ``***`` (set) or None (unset)."""
+        """The settings to show a person: every secret, and any password inside a URL
+        (``mqtt_url``, ``influx_url``, ``twilio_base_url``, ``public_url``, or any URL a
+        later setting adds), replaced by ``***`` (set) or None (unset)."""
         shown = self.model_dump()
         for name, value in shown.items():
             if isinstance(value, SecretStr):
                 shown[name] = "***"
-        parts = urlsplit(self.mqtt_url)
-        if parts.password is not None:
-            host = parts.netloc.rpartition("@")[2]
-            user = parts.netloc.rpartition("@")[0].partition(":")[0]
-            shown["mqtt_url"] = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+            elif isinstance(value, str) and "://" in value:
+                shown[name] = redact_url(value)
         return shown
 
     @property
     def twilio_configured(self) -> bool:
         """True when real SMS can be sent; otherwise messages go to the console notifier."""
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:***@host/...``: a URL's password replaced (the rest is kept, to
+    recognise the setting); a URL without one is returned as it is."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    hidden = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"  # a bare token too
+    return urlunsplit(parts._replace(netloc=hidden))
 
 
 def parse_mqtt_url(url: str) -> MqttTarget:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from reports.haccp import (
@@ -51,11 +52,35 @@ def _hm(ts: datetime | None, zone: ZoneInfo) -> str:
     return "" if ts is None else ts.astimezone(zone).strftime("%H:%M")
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV
+# injection"): an asset name or an SMS reply note such as "=HYPERLINK(...)" would run in
+# the QA lead's Excel. Such text cells get a leading apostrophe; numbers (-18.50) do not.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell that no spreadsheet evaluates (see :data:`FORMULA_STARTS`)."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value  # a negative number, not a formula
+
+
+class _SafeWriter(csv.DictWriter):  # type: ignore[type-arg]  # generic in typeshed only
+    """A DictWriter whose text cells cannot become formulas."""
+
+    def writerow(self, rowdict: Mapping[str, Any]) -> Any:
+        return super().writerow({k: csv_cell(v) for k, v in rowdict.items()})
+
+
 def to_csv(report: HaccpReport) -> str:
     """One row per sensor summary, check reading, excursion, gap and alert."""
     zone = ZoneInfo(report.timezone)
     out = io.StringIO()
-    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer = _SafeWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     base = {"date": report.date.isoformat(), "store": report.store}
     for asset in report.assets:

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from alerting.profiles import limits_for
-from api.auth import Anyone, ChainWideReader, Principal, RegistryWriter
+from api.auth import ADMIN, Admin, Anyone, ChainWideReader, Principal, RegistryWriter
 from api.context import Ctx
 from api.errors import Unprocessable, problem, require_finite, responses
 from api.schemas import (
@@ -430,6 +430,32 @@ def discovered(
 # -- contacts ---------------------------------------------------------------------------
 
 
+# The contacts a technician key may create, change or delete: people of given stores, with
+# these roles. Chain-wide desks (no stores) and escalation roles (oncall, regional, any
+# other) are an admin's to give: a technician who could make itself an on-call contact
+# could acknowledge by SMS what the API refuses it (issue 13).
+TECHNICIAN_CONTACT_ROLES = frozenset({"store_manager", "technician"})
+
+
+def _check_contact_write(who: Principal, contact: Contact | None) -> None:
+    """403 unless ``who`` may write ``contact`` (as it is, or as it would become)."""
+    if who.role == ADMIN or contact is None:
+        return
+    if not contact.stores or set(contact.roles) - TECHNICIAN_CONTACT_ROLES:
+        raise problem(
+            403,
+            "only an admin key may write chain-wide contacts or contacts with roles other "
+            f"than {', '.join(sorted(TECHNICIAN_CONTACT_ROLES))}",
+        )
+
+
+def _existing_contact(ctx: Ctx, contact_id: str) -> Contact | None:
+    try:
+        return ctx.deps.registry.contact(contact_id)
+    except NotFound:
+        return None
+
+
 def _contact_visible(who: Principal, contact: Contact) -> bool:
     """Managers see the contacts of their stores, not chain-wide desks (empty stores)."""
     return not who.scoped or any(who.can_see(s) for s in contact.stores)
@@ -458,8 +484,12 @@ def get_contact(ctx: Ctx, who: Anyone, contact_id: ContactId) -> Contact:
 def put_contact(
     ctx: Ctx, who: RegistryWriter, contact_id: ContactId, body: Contact, response: Response
 ) -> Contact:
-    """Create or replace a contact."""
+    """Create or replace a contact. A technician key writes store contacts with the roles
+    ``store_manager`` or ``technician`` only (chain-wide desks and escalation roles are an
+    admin's)."""
     _same_id(contact_id, body)
+    _check_contact_write(who, _existing_contact(ctx, contact_id))
+    _check_contact_write(who, body)
     created = ctx.deps.registry.upsert_contact(body, actor=who.actor, at=ctx.deps.clock.time())
     _created(response, created)
     return body
@@ -468,6 +498,7 @@ def put_contact(
 @router.delete("/contacts/{contact_id}", status_code=204, responses=responses(401, 403, 404))
 def delete_contact(ctx: Ctx, who: RegistryWriter, contact_id: ContactId) -> Response:
     """Delete a contact (open alerts' notification logs keep what was sent to it)."""
+    _check_contact_write(who, _existing_contact(ctx, contact_id))
     ctx.deps.registry.delete_contact(contact_id, actor=who.actor, at=ctx.deps.clock.time())
     return Response(status_code=204)
 
@@ -493,9 +524,10 @@ def get_policy(ctx: Ctx, _who: Anyone, policy_id: PolicyId) -> Policy:
     responses={**WRITE, 201: {"model": Policy, "description": "Created"}},
 )
 def put_policy(
-    ctx: Ctx, who: RegistryWriter, policy_id: PolicyId, body: Policy, response: Response
+    ctx: Ctx, who: Admin, policy_id: PolicyId, body: Policy, response: Response
 ) -> Policy:
-    """Create or replace a policy. Open alerts keep the copy frozen when they opened."""
+    """Create or replace a policy (admin: who gets paged is not a technician's call). Open
+    alerts keep the copy frozen when they opened."""
     _same_id(policy_id, body)
     created = ctx.deps.registry.upsert_policy(body, actor=who.actor, at=ctx.deps.clock.time())
     _created(response, created)
@@ -503,7 +535,7 @@ def put_policy(
 
 
 @router.delete("/escalation-policies/{policy_id}", status_code=204, responses=DELETE)
-def delete_policy(ctx: Ctx, who: RegistryWriter, policy_id: PolicyId) -> Response:
+def delete_policy(ctx: Ctx, who: Admin, policy_id: PolicyId) -> Response:
     """Delete a policy no store or asset names (409 otherwise)."""
     ctx.deps.registry.delete_policy(policy_id, actor=who.actor, at=ctx.deps.clock.time())
     return Response(status_code=204)

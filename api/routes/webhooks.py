@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from alerting.acks import AckReply
 from alerting.notifiers.twilio import gather_response, validate_signature
 from api.context import Context
 from api.errors import problem, responses
@@ -75,12 +77,37 @@ _TWIML = {
 }
 
 
-def twiml_message(text: str) -> str:
-    """``<Response><Message>text</Message></Response>``, text XML-escaped."""
+def twiml_message(text: str | None) -> str:
+    """``<Response><Message>text</Message></Response>``, text XML-escaped; an empty
+    ``<Response/>`` (Twilio sends nothing) for None."""
+    if text is None:
+        return '<?xml version="1.0" encoding="UTF-8"?><Response/>'
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f"<Response><Message>{escape(text)}</Message></Response>"
     )
+
+
+def _guarded(ctx: Context, sender: str, message_id: str, answer: Callable[[], AckReply]) -> (
+    AckReply | None
+):  # fmt: skip
+    """Run ``answer`` unless the message is a replay or the sender is locked out; None
+    when nothing is to be said back (api/throttle.py)."""
+    now = ctx.deps.clock.time()
+    if message_id and not ctx.book.claim_inbound(message_id, sender, now):
+        ctx.stats.inbound_refused.inc("replay")
+        log.warning("a replayed inbound message %s was ignored", message_id[:40])
+        return None
+    if ctx.throttle.blocked(sender, now):
+        ctx.stats.inbound_refused.inc("throttled")
+        return None
+    reply = answer()
+    if reply.acknowledged is None:
+        ctx.throttle.failed(sender, now)
+    if not ctx.throttle.may_reply(now):
+        ctx.stats.inbound_refused.inc("reply_budget")
+        return None
+    return reply
 
 
 async def _verified_form(request: Request) -> dict[str, str]:
@@ -122,10 +149,13 @@ async def inbound_sms(request: Request) -> Response:
     form = await _verified_form(request)
     ctx: Context = request.app.state.context
     sender = form.get("From", "")
-    reply = await run_in_threadpool(ctx.commands.handle_sms, sender, form.get("Body", ""))
-    if reply.acknowledged:
+    reply = await run_in_threadpool(
+        _guarded, ctx, sender, form.get("MessageSid", ""),
+        lambda: ctx.commands.handle_sms(sender, form.get("Body", "")),
+    )  # fmt: skip
+    if reply is not None and reply.acknowledged:
         log.info("alert %s acknowledged by SMS", reply.acknowledged)
-    return Response(twiml_message(reply.text), media_type="text/xml")
+    return Response(twiml_message(reply.text if reply else None), media_type="text/xml")
 
 
 @router.post(
@@ -151,14 +181,16 @@ async def status_callback(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _voice_ack(ctx: Context, callee: str, digits: str) -> tuple[str, str]:
-    """Acknowledge by keypad; returns (what to say, language)."""
+def _voice_ack(ctx: Context, callee: str, call_id: str, digits: str) -> AckReply | None:
+    """Acknowledge by keypad (guarded like an SMS reply; one answer per call and digits)."""
     match = _CODE.match(digits)
-    if match is None:
-        reply = ctx.commands.help_reply(callee)
-    else:
-        reply = ctx.commands.acknowledge_by_code(callee, match.group(1), via="voice")
-    return reply.text, reply.language
+
+    def answer() -> AckReply:
+        if match is None:
+            return ctx.commands.help_reply(callee)
+        return ctx.commands.acknowledge_by_code(callee, match.group(1), via="voice")
+
+    return _guarded(ctx, callee, f"{call_id}:{digits}" if call_id else "", answer)
 
 
 @router.post("/voice", response_class=Response, responses=_TWIML, openapi_extra=_FORM)
@@ -171,5 +203,9 @@ async def voice_gather(request: Request) -> Response:
     form = await _verified_form(request)
     ctx: Context = request.app.state.context
     callee = form.get("To") or form.get("Called") or ""
-    text, lang = await run_in_threadpool(_voice_ack, ctx, callee, form.get("Digits", ""))
-    return Response(gather_response(text, lang), media_type="text/xml")
+    reply = await run_in_threadpool(
+        _voice_ack, ctx, callee, form.get("CallSid", ""), form.get("Digits", "")
+    )
+    if reply is None:
+        return Response(twiml_message(None), media_type="text/xml")  # hang up, say nothing
+    return Response(gather_response(reply.text, reply.language), media_type="text/xml")

@@ -132,7 +132,7 @@ def test_a_keypad_ack_on_an_alert_call(
     assert twilio.send_gather(VOICE_URL, call.sid, code, http=proxy, auth_token="x").status == 403
     wrong = twilio.send_gather(VOICE_URL, call.sid, "0000", http=proxy)
     assert wrong.status == 200
-    assert "no encontrado" in wrong.body
+    assert "no valido" in wrong.body
     answer = twilio.send_gather(VOICE_URL, call.sid, code, http=proxy)
     assert answer.status == 200
     assert answer.headers["content-type"].startswith("text/xml")
@@ -229,7 +229,7 @@ def test_split_mode_an_sms_reply_to_the_api_stops_the_other_process_escalation(
         assert len(alerting.sent()) == 1
         stranger = twilio.send_inbound_sms(SMS_URL, "+15550000000", FROM, f"OK {code}",
                                            http=proxy)  # fmt: skip
-        assert "no esta autorizado" in stranger.body
+        assert "no valido para este numero" in stranger.body
     finally:
         proxy.close()
         api.close()
