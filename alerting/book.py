@@ -602,6 +602,21 @@ class AlertBook:
         with self.registry.transaction() as conn:
             conn.execute("UPDATE alert_commands SET done_at=? WHERE id=?", (at, command_id))
 
+    def end_silence(self, silence_id: int, at: float, *, by: str) -> dict[str, Any]:
+        """End a maintenance window now (one not begun yet is cancelled: it ends before it
+        starts); the row is kept for the record. Raises NotFound."""
+        with self.registry.transaction() as conn:
+            row = conn.execute("SELECT * FROM silences WHERE id=?", (silence_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"unknown silence {silence_id}")
+            ends = min(float(row["ends"]), max(at, float(row["starts"])))
+            conn.execute("UPDATE silences SET ends=? WHERE id=?", (ends, silence_id))
+            audit.append(
+                conn, at=at, actor=by, action="silence.end", subject=f"silence-{silence_id}",
+                detail={"ends": ends, "was": float(row["ends"])},
+            )  # fmt: skip
+            return {**dict(row), "ends": ends}
+
     def add_silence(
         self, *, store: str | None, asset: str | None, sensor: str | None, starts: float,
         ends: float, reason: str, by: str, at: float,

@@ -33,7 +33,7 @@ from alerting.commands import AlertCommands, BookCommands
 from api import errors
 from api.auth import CHALLENGE, INVALID, authenticate
 from api.context import ApiDeps, ApiStats, Context
-from api.routes import alerts, health, operations, readings, registry, reports, webhooks
+from api.routes import alerts, health, keys, operations, readings, registry, reports, webhooks
 from core.metrics import Registry as MetricsRegistry
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,23 @@ async def _answer(send: Send, status: int, detail: str, headers: dict[str, str])
     await send({"type": "http.response.body", "body": body})
 
 
+# The interactive docs and the schema they read (COLDCHAIN_API_PUBLIC_DOCS=false puts them
+# behind a key: they map every route for whoever reads them).
+_DOCS_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect")
+
+
 class _Gate:
     """Metrics, body cap and authentication in front of every request."""
 
     def __init__(self, app: ASGIApp, context: Context) -> None:
         self.app = app
         self.context = context
+        settings = context.deps.settings
+        # Paths outside /api/v1 that need a key unless the settings make them public.
+        self._private = frozenset(
+            ([] if settings.api_public_docs else list(_DOCS_PATHS))
+            + ([] if settings.api_public_metrics else [f"{API_PREFIX}/metrics", "/metrics"])
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,7 +160,9 @@ class _Gate:
                 return
             receive = replay
         path: str = scope["path"]
-        if path.startswith(f"{API_PREFIX}/") and not path.startswith(_PUBLIC):
+        if (path.startswith(f"{API_PREFIX}/") and not path.startswith(_PUBLIC)) or (
+            path in self._private
+        ):
             found, reason = await run_in_threadpool(
                 authenticate, self.context.deps.registry, headers.get("authorization")
             )
@@ -251,7 +264,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     errors.install(app)
     app.add_middleware(_Gate, context=context)
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (registry, alerts, readings, reports, operations, webhooks):
+    for module in (registry, alerts, readings, reports, operations, webhooks, keys):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)

@@ -86,6 +86,11 @@ class Principal:
         if not self.can_see(store):
             raise problem(403, f"this key is not allowed to access store {store!r}")
 
+    def can_see_contact(self, stores: Iterable[str]) -> bool:
+        """Whether this caller may see a contact covering ``stores`` (none: chain-wide).
+        Managers see their stores' people, not chain-wide desks."""
+        return not self.scoped or any(self.can_see(s) for s in stores)
+
     def visible(self, stores: Iterable[str]) -> list[str]:
         """The subset of ``stores`` this caller may see."""
         return [s for s in stores if self.can_see(s)]

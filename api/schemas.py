@@ -91,6 +91,31 @@ class CalibrationDueOut(BaseModel):
     overdue: bool
 
 
+class KeyIn(_In):
+    """A new API key: its role, the stores of a manager key, and who it is for."""
+
+    role: Literal["admin", "technician", "manager", "oncall"]
+    stores: list[EntityId] = Field(default_factory=list, max_length=500)
+    name: str = Field(default="", max_length=80)
+
+
+class KeyOut(BaseModel):
+    """An API key as stored: who and what it is for, never its secret."""
+
+    id: str
+    name: str
+    role: str
+    stores: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    """A new key, with its secret: shown this once, only its hash is kept."""
+
+    key: str
+
+
 class RegisterSensor(_In):
     """Register a discovered device's sensor onto an asset in one call."""
 
@@ -189,7 +214,7 @@ class NotificationOut(BaseModel):
     step: int | None
     purpose: str
     contact: str
-    phone: str
+    phone: str | None = Field(description="Hidden (null) where the key may not see the contact")
     channel: str
     language: str
     body: str

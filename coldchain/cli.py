@@ -268,6 +268,20 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return create(args, settings)
 
 
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List API keys."""
+    from api.cli import cmd_keys_list as listing
+
+    return listing(args, settings)
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """Revoke an API key."""
+    from api.cli import cmd_keys_revoke as revoke
+
+    return revoke(args, settings)
+
+
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Check the audit log's hash chain."""
     from api.cli import cmd_audit_verify as verify
@@ -472,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", action="append", help="store a manager key may see (repeat)")
     p.add_argument("--name", default="", help="who or what the key is for")
     p.set_defaults(handler=cmd_keys_create)
+    p = ksub.add_parser("list", help="list API keys (never their secrets)")
+    p.set_defaults(handler=cmd_keys_list)
+    p = ksub.add_parser("revoke", help="revoke an API key at once")
+    p.add_argument("key_id", help="the key's id (see 'keys list')")
+    p.set_defaults(handler=cmd_keys_revoke)
     audit = sub.add_parser("audit", help="the tamper-evident audit log")
     aud = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = aud.add_parser("verify", help="verify the hash chain (exit 1 if tampered)")

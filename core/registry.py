@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -171,6 +172,9 @@ _MIGRATIONS: list[str | list[str]] = [
     """,
 ]
 
+# File mode of the registry database (and so of its WAL files): read and write for the
+# service account only.
+REGISTRY_MODE = 0o600
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a
 # firmware misconfiguration; more would let one chatty bad device fill the disk.
 PAYLOAD_KEEP_BYTES = 4096
@@ -341,6 +345,15 @@ class Registry:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Owner only: it holds phone numbers, key hashes and the audit log. SQLite
+            # gives its -wal and -shm files the database file's mode. Created empty with
+            # that mode when new; never opened here when it exists: closing any descriptor
+            # of a file drops every POSIX lock this process holds on it, including those
+            # of the other connections' SQLite (seen: "disk I/O error").
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, REGISTRY_MODE))
+            elif self.path.stat().st_mode & 0o777 != REGISTRY_MODE:
+                self.path.chmod(REGISTRY_MODE)
         self._conn = sqlite3.connect(
             str(path), timeout=10.0, check_same_thread=False, isolation_level=None
         )

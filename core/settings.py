@@ -48,6 +48,8 @@ ENV_NAMES: dict[str, str] = {
     "publish_observations": "COLDCHAIN_PUBLISH_OBSERVATIONS",
     "ack_timeout": "COLDCHAIN_ACK_TIMEOUT",
     "warmup": "COLDCHAIN_WARMUP",
+    "api_public_docs": "COLDCHAIN_API_PUBLIC_DOCS",
+    "api_public_metrics": "COLDCHAIN_API_PUBLIC_METRICS",
 }
 
 
@@ -113,6 +115,13 @@ class Settings(BaseModel):
     # budget and timer (alerting/warmup.py WARMUP_S says why 6 h). Shorter and a slow
     # excursion that began before it restarts its budget; longer costs start-up time.
     warmup: Duration = 6 * 3600.0
+    # /docs and /openapi.json without a key. Convenient on a private network; set false
+    # when the API is reachable from outside (they list every route and schema).
+    api_public_docs: bool = True
+    # /metrics without a key (Prometheus scrapes it). Set false when the API is reachable
+    # from outside: counters tell an attacker what traffic and failures the chain sees.
+    # Prometheus then sends any key (authorization: credentials in its scrape config).
+    api_public_metrics: bool = True
 
     @field_validator("mqtt_url")
     @classmethod

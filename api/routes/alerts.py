@@ -125,18 +125,22 @@ def _weight(ctx: Context, store: str, at: float) -> str:
         return "unknown (store deleted)"
 
 
-def _notification_out(n: Notification) -> NotificationOut:
+def _notification_out(n: Notification, *, phone_shown: bool = True) -> NotificationOut:
     return NotificationOut(
-        id=n.id, step=n.step, purpose=n.purpose, contact=n.contact, phone=n.phone,
+        id=n.id, step=n.step, purpose=n.purpose, contact=n.contact,
+        phone=n.phone if phone_shown else None,
         channel=n.channel, language=n.language, body=n.body, status=n.status,
         provider_id=n.provider_id, error=n.error, attempts=n.attempts,
         created_at=utc_required(n.created_at), updated_at=utc_required(n.updated_at),
     )  # fmt: skip
 
 
-def _detail(ctx: Context, alert: Alert) -> AlertDetail:
+def _detail(ctx: Context, alert: Alert, who: Principal) -> AlertDetail:
+    """The alert with what was sent; a phone number only where the caller may see the
+    contact (GET /contacts/{id}): a manager does not learn the NOC desk's number here."""
     data = {name: getattr(alert, name) for name in AlertOut.model_fields}
     notes = ctx.book.notifications(alert_id=alert.id)
+    shown = {c.id for c in ctx.deps.registry.contacts() if who.can_see_contact(c.stores)}
     entries = ctx.deps.registry.audit_entries(subject=alert.id, limit=10_000)
     return AlertDetail(
         **_summary(data),
@@ -144,7 +148,9 @@ def _detail(ctx: Context, alert: Alert) -> AlertDetail:
         policy=alert.policy,
         weight_at_open=_weight(ctx, alert.store, alert.opened_at),
         weight_now=_weight(ctx, alert.store, ctx.deps.clock.time()),
-        notifications=[_notification_out(n) for n in notes],
+        notifications=[
+            _notification_out(n, phone_shown=not who.scoped or n.contact in shown) for n in notes
+        ],
         audit=[audit_out(e) for e in entries],
     )
 
@@ -152,7 +158,7 @@ def _detail(ctx: Context, alert: Alert) -> AlertDetail:
 @router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=responses(401, 403, 404))
 def get_alert(ctx: Ctx, who: Anyone, alert_id: AlertId) -> AlertDetail:
     """One alert: why it fired, its frozen escalation, what was sent, who did what."""
-    return _detail(ctx, _visible_alert(ctx, who, alert_id))
+    return _detail(ctx, _visible_alert(ctx, who, alert_id), who)
 
 
 @router.post(
@@ -166,7 +172,7 @@ def acknowledge(ctx: Ctx, who: Responder, alert_id: AlertId, body: AckIn) -> Ale
         raise problem(409, f"alert {alert_id} is already resolved")
     if alert.state != ACKNOWLEDGED:
         alert = ctx.commands.acknowledge(alert, by=who.actor, via="api", note=body.note)
-    return _detail(ctx, alert)
+    return _detail(ctx, alert, who)
 
 
 @router.post(
@@ -181,7 +187,7 @@ def resolve(ctx: Ctx, who: Responder, alert_id: AlertId, body: ResolveIn) -> Ale
     if alert.state == RESOLVED:
         raise problem(409, f"alert {alert_id} is already resolved")
     alert = ctx.commands.resolve(alert, by=who.actor, note=body.note)
-    return _detail(ctx, alert)
+    return _detail(ctx, alert, who)
 
 
 # -- silences ---------------------------------------------------------------------------
@@ -246,6 +252,22 @@ def create_silence(ctx: Ctx, who: Silencer, body: SilenceIn) -> SilenceOut:
     )  # fmt: skip
     [row] = registry.query("SELECT * FROM silences WHERE id=?", (silence_id,))
     return _silence_out(dict(row), now)
+
+
+@router.post(
+    "/silences/{silence_id}/end", response_model=SilenceOut, responses=responses(401, 403, 404)
+)
+def end_silence(
+    ctx: Ctx, who: Silencer, silence_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> SilenceOut:
+    """End a maintenance window now (the unit is back: alerts in scope notify again), or
+    cancel one not begun. Audited; the window stays listed with its new end."""
+    rows = ctx.deps.registry.query("SELECT store FROM silences WHERE id=?", (silence_id,))
+    if not rows:
+        raise problem(404, f"unknown silence {silence_id}")
+    who.check_store(rows[0]["store"])
+    now = ctx.deps.clock.time()
+    return _silence_out(ctx.book.end_silence(silence_id, now, by=who.actor), now)
 
 
 @router.get("/silences", response_model=list[SilenceOut], responses=responses(401, 403))

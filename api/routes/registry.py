@@ -456,22 +456,17 @@ def _existing_contact(ctx: Ctx, contact_id: str) -> Contact | None:
         return None
 
 
-def _contact_visible(who: Principal, contact: Contact) -> bool:
-    """Managers see the contacts of their stores, not chain-wide desks (empty stores)."""
-    return not who.scoped or any(who.can_see(s) for s in contact.stores)
-
-
 @router.get("/contacts", response_model=list[Contact], responses=WRITE)
 def list_contacts(ctx: Ctx, who: Anyone) -> list[Contact]:
     """Contacts (a manager's key sees those of its stores)."""
-    return [c for c in ctx.deps.registry.contacts() if _contact_visible(who, c)]
+    return [c for c in ctx.deps.registry.contacts() if who.can_see_contact(c.stores)]
 
 
 @router.get("/contacts/{contact_id}", response_model=Contact, responses=READ)
 def get_contact(ctx: Ctx, who: Anyone, contact_id: ContactId) -> Contact:
     """One contact."""
     contact = ctx.deps.registry.contact(contact_id)
-    if not _contact_visible(who, contact):
+    if not who.can_see_contact(contact.stores):
         raise problem(403, "this key is not allowed to see this contact")
     return contact
 

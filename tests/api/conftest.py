@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from alerting.engine import AlertingEngine
 from alerting.notifiers.base import Notifier
 from alerting.notifiers.console import ConsoleNotifier
+from alerting.notifiers.twilio import TwilioNotifier
 from api import ApiDeps, ApiServer
 from core.chain import parse_chain
 from core.clock import Clock, ManualClock
@@ -29,12 +30,17 @@ from core.types import Quantity
 from ingest.pipeline import Observation
 from ingest.stats import IngestStats
 from tests.alerting.harness import default_policy
+from tests.fakes.twilio_server import FakeTwilioServer, ReverseProxy
 
 # Twilio calls this public URL; a reverse proxy forwards to the local port. Webhook
 # signatures must be checked against it, not against what uvicorn sees.
 PUBLIC_URL = "https://coldchain.example.com"
 TWILIO_SID = "AC" + "0" * 32
 TWILIO_TOKEN = "twilio-secret-token-0123456789abcdef"
+FROM = "+15005550006"  # our Twilio number
+SMS_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/sms"
+STATUS_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/status"
+VOICE_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/voice"
 INFLUX_PASSWORD = "influx-secret-password-xyz"
 
 CHAIN = {
@@ -196,3 +202,24 @@ def api(influx_settings: Settings, influx: InfluxV1, clock: ManualClock) -> Iter
     harness = Api(api_settings(influx_settings), influx, clock)
     yield harness
     harness.close()
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilioServer]:
+    with FakeTwilioServer(TWILIO_SID, TWILIO_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def paged(
+    influx_settings: Settings, influx: InfluxV1, clock: ManualClock, twilio: FakeTwilioServer
+) -> Iterator[tuple[Api, httpx.Client]]:
+    """The API with an engine that pages through the fake Twilio, and a proxied client."""
+    notifier = TwilioNotifier(TWILIO_SID, TWILIO_TOKEN, FROM, base_url=twilio.url)
+    api = Api(api_settings(influx_settings), influx, clock, notifier)
+    proxy = httpx.Client(transport=ReverseProxy(api.server.url), timeout=15)
+    try:
+        yield api, proxy
+    finally:
+        proxy.close()
+        api.close()

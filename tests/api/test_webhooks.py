@@ -4,45 +4,16 @@ on 127.0.0.1, and signatures must be checked against the public URL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
-from alerting.notifiers.twilio import TwilioNotifier
 from core.clock import ManualClock
 from core.influx import InfluxV1
 from core.settings import Settings
-from tests.api.conftest import PUBLIC_URL, TWILIO_SID, TWILIO_TOKEN, Api, api_settings
+from tests.api.conftest import FROM, PUBLIC_URL, SMS_URL, STATUS_URL, VOICE_URL, Api, api_settings
 from tests.fakes.twilio_server import FakeTwilioServer, ReverseProxy
 
 pytestmark = pytest.mark.integration
-
-FROM = "+15005550006"
-SMS_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/sms"
-STATUS_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/status"
-VOICE_URL = f"{PUBLIC_URL}/api/v1/webhooks/twilio/voice"
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilioServer]:
-    with FakeTwilioServer(TWILIO_SID, TWILIO_TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def paged(
-    influx_settings: Settings, influx: InfluxV1, clock: ManualClock, twilio: FakeTwilioServer
-) -> Iterator[tuple[Api, httpx.Client]]:
-    """The API with an engine that pages through the fake Twilio, and a proxied client."""
-    notifier = TwilioNotifier(TWILIO_SID, TWILIO_TOKEN, FROM, base_url=twilio.url)
-    api = Api(api_settings(influx_settings), influx, clock, notifier)
-    proxy = httpx.Client(transport=ReverseProxy(api.server.url), timeout=15)
-    try:
-        yield api, proxy
-    finally:
-        proxy.close()
-        api.close()
 
 
 def test_a_forged_sms_is_refused_and_a_signed_one_acknowledges(
