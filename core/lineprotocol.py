@@ -41,6 +41,11 @@ def format_float(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def string_field(value: str) -> str:
+    """A string field value, quoted and escaped."""
+    return f'"{value.translate(_ESCAPE_STRING)}"'
+
+
 def _format_field(key: str, value: FieldValue) -> str | None:
     if isinstance(value, bool):
         return f"{escape_key(key)}={'true' if value else 'false'}"
@@ -50,7 +55,7 @@ def _format_field(key: str, value: FieldValue) -> str | None:
         if not math.isfinite(value):
             return None
         return f"{escape_key(key)}={format_float(value)}"
-    return f'{escape_key(key)}="{value.translate(_ESCAPE_STRING)}"'
+    return f"{escape_key(key)}={string_field(value)}"
 
 
 def serialize(point: Point) -> str | None:

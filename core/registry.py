@@ -170,6 +170,10 @@ _MIGRATIONS: list[str | list[str]] = [
         id TEXT PRIMARY KEY, sender TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
     CREATE INDEX inbound_messages_at ON inbound_messages(at);
     """,
+    # 10: discovered devices are kept most recent first and pruned beyond DISCOVERED_KEEP
+    """
+    CREATE INDEX discovered_devices_last_seen ON discovered_devices(last_seen);
+    """,
 ]
 
 # File mode of the registry database (and so of its WAL files): read and write for the
@@ -178,8 +182,14 @@ REGISTRY_MODE = 0o600
 # Dead letters and discovered payloads keep this much of a payload: enough to diagnose a
 # firmware misconfiguration; more would let one chatty bad device fill the disk.
 PAYLOAD_KEEP_BYTES = 4096
-# Dead letters beyond this many are pruned oldest first; counters keep the totals.
-DEAD_LETTER_KEEP = 100_000
+# Dead letters beyond this many are pruned oldest first; counters keep the totals. With
+# payloads of up to PAYLOAD_KEEP_BYTES, 20k is at most ~80 MB; more keeps older samples of
+# the same few broken devices, fewer loses a slow one's among a noisy one's.
+DEAD_LETTER_KEEP = 20_000
+# Discovered devices kept, most recently seen first (a flood of invented ids must not grow
+# the registry: 100k ids were 215 MB and a 138 MB listing). A chain has at most a few
+# thousand unregistered devices in view; more are junk.
+DISCOVERED_KEEP = 10_000
 # Sensor ids and unused payload keys kept per discovered device. Real devices have a few
 # of each (a Tasmota with eight probes, an LHT65N with a dozen codec fields); too low and a
 # big BLE gateway's sensors drop off the list, too high and a device inventing ids or keys
@@ -883,8 +893,16 @@ class Registry:
                         json.dumps(quantities, sort_keys=True),
                     ),
                 )
+            # Bounded: beyond DISCOVERED_KEEP the least recently seen go (a flood's ids).
+            conn.execute(
+                "DELETE FROM discovered_devices WHERE device_id IN (SELECT device_id FROM "
+                "discovered_devices ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                (DISCOVERED_KEEP,),
+            )
 
-    def discovered(self, *, include_registered: bool = False) -> list[DiscoveredDevice]:
+    def discovered(
+        self, *, include_registered: bool = False, limit: int | None = None
+    ) -> list[DiscoveredDevice]:
         """Devices to look at, most recent first: those with a sensor id not registered,
         or whose every message was ignored (a probe the decoder does not understand), or
         whose registration cannot get the readings (a bare device id over several probes).
@@ -925,6 +943,8 @@ class Registry:
                     note=note,
                 )
             )
+            if limit is not None and len(out) >= limit:
+                break
         return out
 
     def seen_quantities(self, device_id: str) -> dict[str, list[str]]:

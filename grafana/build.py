@@ -56,6 +56,8 @@ ALERT_WINDOW = "30d"
 # dead for longer is no longer listed as silent (its sensor_silent alert still is); too
 # long and every refresh runs last() over that many days of every sensor's readings.
 KNOWN_WINDOW = "2d"
+# Rows of the newest unregistered readings shown (more belong in /devices/discovered).
+UNREGISTERED_ROWS = 50
 # device_status is written only when a device connects or its last will fires, so the
 # last status can be old; a device silent on the bus for longer than this is not listed.
 STATUS_WINDOW = "30d"
@@ -1049,13 +1051,16 @@ def fleet_dashboard() -> Json:
         f'FROM {FROM_READINGS}, "sensor_fault" WHERE {STORE} AND $timeFilter '
         "GROUP BY time($__interval) fill(0)"
     )
+    # Unknown ids are stored in "unregistered" with the id as a field (a flood of invented
+    # ids must make no series): counted by quantity; the newest readings listed.
     unregistered_rate = (
-        f'SELECT count("value") AS "readings" FROM {FROM_READINGS} '
-        "WHERE \"store\" = '' AND $timeFilter GROUP BY time($__interval) fill(none)"
+        'SELECT count("value") AS "readings" FROM "unregistered" '
+        'WHERE $timeFilter GROUP BY time($__interval), "quantity" fill(none)'
     )
     unregistered_sensors = (
-        'SELECT last("value") AS "temperature" FROM "temperature" '
-        f'WHERE "store" = \'\' AND time > now() - {KNOWN_WINDOW} GROUP BY "sensor"'
+        'SELECT "sensor", "value" AS "temperature", "family" FROM "unregistered" '
+        f"WHERE \"quantity\" = 'temperature' AND time > now() - {KNOWN_WINDOW} "
+        f"ORDER BY time DESC LIMIT {UNREGISTERED_ROWS}"
     )
     corrected = (
         f'SELECT count("value") AS "corrected" FROM {FROM_READINGS} '
@@ -1278,16 +1283,17 @@ def fleet_dashboard() -> Json:
         ),
         timeseries(
             "Readings from unregistered sensors",
-            "Readings stored with only a sensor tag: devices publishing that are not in "
-            "the registry yet (GET /api/v1/devices/discovered lists them).",
-            [influx(unregistered_rate, alias="$m")],
+            "Readings from ids not in the registry (kept in the 'unregistered' measurement, "
+            "the id as a field): devices publishing that are not registered yet "
+            "(GET /api/v1/devices/discovered lists them, with the ids to register).",
+            [influx(unregistered_rate, alias="$tag_quantity")],
             size=(12, 8),
             bars=True,
             decimals=0,
         ),
         table(
             "Unregistered sensors",
-            "Sensors with temperature readings but no registry entry, last value and time.",
+            "The newest temperature readings from sensors with no registry entry.",
             [influx(unregistered_sensors, table=True)],
             size=(12, 8),
             overrides=[rename("Time", "Last reading", AGE), rename("temperature", "°C")],

@@ -13,8 +13,9 @@ Attribution rules (docs/design/sensor-ids.md), per message:
 3. a device-level health reading (battery, signal on ``<device_id>``) whose device has
    registered channel sensors -> stored under each of them, so every sensor shows the
    battery and signal of the device that carries it;
-4. otherwise the reading is unregistered: written with only the ``sensor`` tag (nothing is
-   lost) and its device is listed as discovered for a technician to register.
+4. otherwise the reading is unregistered: written to the ``unregistered`` measurement with
+   its id as a field (nothing is lost, no series per invented id) and its device is listed
+   as discovered for a technician to register.
 
 Registration takes effect on the next message: an id the snapshot does not know makes
 the index re-read the registry's entity version (one indexed read) before it is called
@@ -25,7 +26,6 @@ unregistered, and rebuild at once if a store, asset or sensor changed (see
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from core.lineprotocol import escape_key
 from core.registry import Registry, SensorInfo
 from core.types import Fault, Quantity, Reading, split_sensor_id
+from ingest.budget import Budget
 
 HEALTH_QUANTITIES = frozenset({Quantity.BATTERY, Quantity.SIGNAL})
 # What makes a sensor a probe of its own, not the device's health.
@@ -78,8 +79,7 @@ class SensorIndex:
         self._registry = registry
         self._version = -1
         self._refresh_lock = threading.Lock()
-        self._tokens = RECHECK_BURST
-        self._last_token_at = time.monotonic()
+        self._rechecks = Budget(RECHECK_RATE, RECHECK_BURST)
         self.rechecks = 0  # version re-reads on unknown ids (for tests and metrics)
         self.by_sensor: dict[str, Target] = {}
         self.by_device: dict[str, list[Target]] = {}
@@ -113,12 +113,8 @@ class SensorIndex:
 
         Returns True when the index was rebuilt (the caller looks the id up again).
         """
-        now = time.monotonic()
-        self._tokens = min(RECHECK_BURST, self._tokens + (now - self._last_token_at) * RECHECK_RATE)
-        self._last_token_at = now
-        if self._tokens < 1.0:
+        if not self._rechecks.take():
             return False
-        self._tokens -= 1.0
         self.rechecks += 1
         return self.refresh()
 

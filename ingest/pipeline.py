@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.clock import Clock
-from core.lineprotocol import escape_key, format_float, serialize
-from core.registry import DiscoveredDevice, Registry, payload_text
-from core.types import Fault, Message, Point, Quantity
+from core.lineprotocol import format_float, serialize
+from core.registry import DISCOVERED_KEEP, DiscoveredDevice, Registry, payload_text
+from core.types import Fault, FieldValue, Message, Point, Quantity
 from devices import DecodeError, Router
+from ingest.budget import Budget
 from ingest.index import SensorIndex, Target
 from ingest.stats import IngestStats
 from ingest.writer import BatchWriter, Rejection
@@ -45,6 +48,34 @@ DISCOVERED_BUFFER_LIMIT = 10_000
 # too low and busy fleets rewrite their rows often, too high and a flood of invented
 # device ids holds memory (about 200 bytes each).
 UNUSED_MEMORY_LIMIT = 200_000
+# Readings, faults and statuses of ids the registry does not know are kept in this
+# measurement with the id as a *field* (tags: family, quantity): nothing is lost, and a
+# device inventing ids creates no series. Under the `sensor` tag, 100k invented ids
+# reached InfluxDB's max-values-per-tag, after which every sensor registered later was
+# refused (issue 13).
+UNREGISTERED = "unregistered"
+# Points of one series at one instant overwrite each other. So "unregistered" carries a
+# ``bucket`` tag (a hash of the device id) besides family and quantity, and a point whose
+# series already has one at its millisecond (two probes of one message, two devices in
+# the same millisecond and bucket) is moved on by a millisecond until its time is free.
+# Series stay bounded: families x quantities x UNREGISTERED_BUCKETS (~2.3k). More buckets,
+# fewer moved points and more series; fewer, the reverse.
+UNREGISTERED_BUCKETS = 64
+# (series, millisecond) pairs remembered for that. A flood of 10k points a second needs a
+# second's worth; more memory remembers collisions further back.
+UNREGISTERED_TIMES_KEPT = 200_000
+# New devices recorded as discovered per second, with a burst. A chain installs a few
+# devices a day; a compromised one inventing ids makes thousands a second. Too low and a
+# mass roll-out (hundreds of devices switched on at once) is listed over minutes; too
+# high and a flood fills the registry (it also keeps at most DISCOVERED_KEEP).
+DISCOVERIES_PER_S = 10.0
+DISCOVERIES_BURST = 600.0
+# Dead letters stored per second, with a burst (all are counted by reason). A broken
+# firmware sends a few a second; more is a flood whose samples add nothing. Too low and
+# a second broken device's letters are missing from the list; too high and one device
+# fills the registry with 4 kB payloads (DEAD_LETTER_KEEP bounds the total).
+DEAD_LETTERS_PER_S = 10.0
+DEAD_LETTERS_BURST = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +118,17 @@ class Pipeline:
         self._side_lock = threading.Lock()
         self._dead: list[tuple[float, str, str | None, str, str, str]] = []
         self._discovered: dict[str, DiscoveredDevice] = {}
+        # Side records a flood may not grow without bound (DISCOVERIES_PER_S, ...).
+        self._discovery_budget = Budget(DISCOVERIES_PER_S, DISCOVERIES_BURST)
+        self._dead_budget = Budget(DEAD_LETTERS_PER_S, DEAD_LETTERS_BURST)
+        # Device ids recently recorded as discovered (most recent last): known ones are
+        # updated freely, new ones spend the discovery budget.
+        self._recorded: OrderedDict[str, None] = OrderedDict()
+        # Recent (series, millisecond) of unregistered points (UNREGISTERED_TIMES_KEPT).
+        self._unregistered_times: OrderedDict[tuple[tuple[str, str, str], int], None] = (
+            OrderedDict()
+        )
+        self._unregistered_lock = threading.Lock()
         # Unused payload keys already recorded per device (paho thread only).
         self._unused_seen: dict[str, frozenset[str]] = {}
         self._last_side_flush = 0.0
@@ -147,7 +189,7 @@ class Pipeline:
         for fault in message.faults:
             self.stats.faults.inc(family.name, fault.code.value)
             target = attribution.target(fault.sensor, fault.quantity)
-            lines.append(self._fault_line(fault, ts_ms, target, unregistered))
+            lines.append(self._fault_line(fault, family.name, ts_ms, target, unregistered))
             if self.emit and target is not None:
                 info = target.info
                 events.append(
@@ -158,12 +200,11 @@ class Pipeline:
                 )  # fmt: skip
         if message.online is not None:
             lines.append(self._status_line(message, family.name, ts_ms))
-            if self.emit:
-                device_info = self.index.device_info(message.device_id)
+            device_info = self.index.device_info(message.device_id)
+            if self.emit and device_info is not None:  # unknown devices are news to no rule
                 events.append(
                     Observation(
-                        "status", ts_ms, message.device_id,
-                        store=device_info.store if device_info else None,
+                        "status", ts_ms, message.device_id, store=device_info.store,
                         value=1.0 if message.online else 0.0,
                     )
                 )  # fmt: skip
@@ -201,10 +242,15 @@ class Pipeline:
                 targets = index.targets(reading.sensor, quantity) if target is None else [target]
             if not targets:
                 unregistered.append(reading.sensor)
+                at, late = ts_ms, corrected
+                if reading.ts_ms is not None:
+                    at, late = self._record_time(reading.ts_ms, now_ms)
                 lines.append(
-                    f"{quantity.value},sensor={escape_key(reading.sensor)} "
-                    f"value={format_float(reading.value)}{suffix}"
-                )
+                    self._unregistered_line(
+                        message.device_id, message.family, quantity.value,
+                        (("sensor", reading.sensor), ("value", reading.value)), at, late,
+                    )
+                )  # fmt: skip
                 continue
             for target in targets:
                 value = reading.value
@@ -219,6 +265,31 @@ class Pipeline:
                             info.asset, info.asset_type, quantity, value,
                         )
                     )  # fmt: skip
+
+    def _record_time(self, record_ms: int, now_ms: int) -> tuple[int, bool]:
+        """A stored record's time: its own, unless absurd (then now, corrected)."""
+        if record_ms > now_ms + FUTURE_TOLERANCE_MS or record_ms < now_ms - PAST_TOLERANCE_MS:
+            return now_ms, True
+        return record_ms, False
+
+    def _unregistered_line(
+        self, device: str, family: str, quantity: str,
+        fields: tuple[tuple[str, FieldValue], ...], ts_ms: int, corrected: bool,
+    ) -> str:  # fmt: skip
+        """A point of :data:`UNREGISTERED`, moved on until its series' millisecond is free."""
+        bucket = str(zlib.crc32(device.encode()) % UNREGISTERED_BUCKETS)
+        series = (bucket, family, quantity)
+        with self._unregistered_lock:
+            while (series, ts_ms) in self._unregistered_times:
+                ts_ms += 1
+            self._unregistered_times[(series, ts_ms)] = None
+            if len(self._unregistered_times) > UNREGISTERED_TIMES_KEPT:
+                self._unregistered_times.popitem(last=False)
+        flags: tuple[tuple[str, FieldValue], ...] = (("ts_corrected", True),) if corrected else ()
+        tags = (("bucket", bucket), ("family", family), ("quantity", quantity))
+        line = serialize(Point(UNREGISTERED, tags, fields + flags, ts_ms))
+        assert line is not None  # "value" is a finite number or a text
+        return line
 
     def _record_suffix(self, record_ms: int, now_ms: int) -> str:
         """The line-protocol time of a stored record: its own, unless absurd."""
@@ -247,33 +318,45 @@ class Pipeline:
         return round(local.replace(tzinfo=zone).timestamp() * 1000)
 
     def _fault_line(
-        self, fault: Fault, ts_ms: int, target: Target | None, unregistered: list[str]
-    ) -> str:
-        tags = [
-            ("sensor", fault.sensor),
-            ("quantity", fault.quantity.value),
-            ("code", fault.code.value),
-        ]
-        if target is not None:
-            info = target.info
-            tags[0] = ("sensor", info.sensor)  # a folded probe's fault is its device's
-            tags += [("store", info.store), ("asset", info.asset), ("asset_type", info.asset_type)]
-        elif fault.sensor not in unregistered:
-            unregistered.append(fault.sensor)
-        point = Point(
-            "sensor_fault", tuple(sorted(tags)), (("value", 1.0), ("raw", fault.raw)), ts_ms
-        )
+        self, fault: Fault, family: str, ts_ms: int, target: Target | None,
+        unregistered: list[str],
+    ) -> str:  # fmt: skip
+        """``sensor_fault`` of a registered sensor; an unknown one's goes to
+        :data:`UNREGISTERED`, its id and code as fields."""
+        if target is None:
+            if fault.sensor not in unregistered:
+                unregistered.append(fault.sensor)
+            return self._unregistered_line(
+                fault.sensor.partition(":")[0], family, fault.quantity.value,
+                (("fault", fault.code.value), ("raw", fault.raw), ("sensor", fault.sensor),
+                 ("value", 1.0)),
+                ts_ms, False,
+            )  # fmt: skip
+        info = target.info
+        tags = (
+            ("asset", info.asset), ("asset_type", info.asset_type),
+            ("code", fault.code.value), ("quantity", fault.quantity.value),
+            ("sensor", info.sensor),  # a folded probe's fault is its device's
+            ("store", info.store),
+        )  # fmt: skip
+        point = Point("sensor_fault", tags, (("value", 1.0), ("raw", fault.raw)), ts_ms)
         line = serialize(point)
         assert line is not None  # value=1.0 is always writable
         return line
 
     def _status_line(self, message: Message, family: str, ts_ms: int) -> str:
-        tags = [("device", message.device_id), ("family", family)]
-        info = self.index.device_info(message.device_id)
-        if info is not None:
-            tags.append(("store", info.store))
+        """``device_status`` of a registered device; an unknown one's availability goes to
+        :data:`UNREGISTERED` (its id a field: a flood of invented ids makes no series)."""
         value = 1.0 if message.online else 0.0
-        line = serialize(Point("device_status", tuple(sorted(tags)), (("value", value),), ts_ms))
+        info = self.index.device_info(message.device_id)
+        if info is None:
+            return self._unregistered_line(
+                message.device_id, family, "status",
+                (("device", message.device_id), ("value", value)), ts_ms, False,
+            )  # fmt: skip
+        tags = (("device", message.device_id), ("family", family), ("store", info.store))
+        point = Point("device_status", tags, (("value", value),), ts_ms)
+        line = serialize(point)
         assert line is not None
         return line
 
@@ -283,6 +366,9 @@ class Pipeline:
         self, now_s: float, reason: str, family: str | None, topic: str, payload: bytes, detail: str
     ) -> None:
         self.stats.dead_letters.inc(reason)
+        if not self._dead_budget.take():
+            self.stats.side_dropped.inc("dead_letter")  # counted above, not stored
+            return
         with self._side_lock:
             self._dead.append((now_s, reason, family, topic[:512], payload_text(payload), detail))
 
@@ -306,6 +392,13 @@ class Pipeline:
             known = self._discovered.get(message.device_id)
             if known is None and len(self._discovered) >= DISCOVERED_BUFFER_LIMIT:
                 return  # counted in unknown_sensor / ignored; flushed buffers make room again
+            if (
+                known is None
+                and message.device_id not in self._recorded
+                and not self._discovery_budget.take()
+            ):
+                self.stats.side_dropped.inc("discovered")  # a flood of invented ids
+                return
             merged = sorted(set(known.sensors if known else []) | set(sensors))
             kinds = {k: set(v) for k, v in (known.quantities if known else {}).items()}
             for sensor, seen in quantities.items():
@@ -375,6 +468,11 @@ class Pipeline:
         with self._side_lock:
             found = list(self._discovered.values())
             self._discovered = {}
+            for device in found:
+                self._recorded[device.device_id] = None
+                self._recorded.move_to_end(device.device_id)
+            while len(self._recorded) > DISCOVERED_KEEP:
+                self._recorded.popitem(last=False)
         if found and self.registry is not None:
             self.registry.record_discovered(found)
 

@@ -42,6 +42,13 @@ class IngestStats:
                 ["family"],
             )
         )
+        self.side_dropped = m.add(
+            Counter(
+                "coldchain_ingest_side_records_dropped_total",
+                "Discovered devices and dead letters counted but not stored (flood budget)",
+                ["kind"],
+            )
+        )
         self.retained_skipped = m.add(
             Counter(
                 "coldchain_ingest_retained_skipped_total",

@@ -88,10 +88,12 @@ class AvailabilityRule:
             self.board.clear(f"{SENSOR_SILENT}:{spec.sensor}", ts, out)
 
     def status(self, device: str, ts: float, *, online: bool, out: list[Transition]) -> None:
-        """The device's availability (LWT) changed."""
+        """The device's availability (LWT) changed (unknown devices are ignored: a flood
+        of invented ids must not grow the offline table every tick walks)."""
         index = self.topo.device_index.get(device)
-        if index is not None:
-            self.device_offline[index] = not online
+        if index is None:
+            return
+        self.device_offline[index] = not online
         if online:
             self.offline_since.pop(device, None)
             self.offline_grace_from.pop(device, None)

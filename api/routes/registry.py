@@ -217,6 +217,12 @@ def list_sensors(
     return out
 
 
+# Discovered devices per answer by default, and at most. A technician looks at the newest
+# few; the registry keeps at most DISCOVERED_KEEP (10k) and a full listing of those was
+# 138 MB at 100k: pages keep an answer to a few MB.
+DISCOVERED_PAGE = 500
+DISCOVERED_PAGE_MAX = 5_000
+
 # How far ahead GET /sensors/calibration-due looks by default, and at most. A month is
 # the planning horizon of a technician's route; a year lists the whole fleet.
 CALIBRATION_DAYS = 30
@@ -401,12 +407,15 @@ def retire_sensor(ctx: Ctx, who: RegistryWriter, sensor_id: SensorIdPath) -> Sen
 
 @router.get("/devices/discovered", response_model=list[DiscoveredOut], responses=WRITE)
 def discovered(
-    ctx: Ctx, _who: ChainWideReader, include_registered: bool = False
+    ctx: Ctx,
+    _who: ChainWideReader,
+    include_registered: bool = False,
+    limit: Annotated[int, Query(ge=1, le=DISCOVERED_PAGE_MAX)] = DISCOVERED_PAGE,
 ) -> list[DiscoveredOut]:
-    """Devices to look at, most recent first: sensors not registered yet (the exact ids to
-    register), devices whose every message was ignored (with the reasons), registrations
-    that get none of the readings (``note``). ``include_registered`` lists every device
-    seen, with what it sent that is not stored."""
+    """Devices to look at, most recent first (at most ``limit``): sensors not registered
+    yet (the exact ids to register), devices whose every message was ignored (with the
+    reasons), registrations that get none of the readings (``note``).
+    ``include_registered`` lists every device seen, with what it sent that is not stored."""
     return [
         DiscoveredOut(
             device_id=d.device_id,
@@ -423,7 +432,7 @@ def discovered(
             unused=d.unused,
             note=d.note,
         )
-        for d in ctx.deps.registry.discovered(include_registered=include_registered)
+        for d in ctx.deps.registry.discovered(include_registered=include_registered, limit=limit)
     ]
 
 

@@ -58,7 +58,7 @@ def test_registration_takes_effect_on_the_next_message(
         try:
             publisher.publish(_probe(device, 9.5))
             publisher.flush()
-            wait_for(lambda: count(influx, "temperature") == 1, what="the unregistered reading")
+            wait_for(lambda: count(influx, "unregistered") == 1, what="the unregistered reading")
             put = tech.put(
                 f"/api/v1/sensors/{device}",
                 json={"id": device, "asset": "s042-wic1", "family": "tasmota"},
@@ -66,7 +66,7 @@ def test_registration_takes_effect_on_the_next_message(
             assert put.status_code == 201, put.text
             publisher.publish(_probe(device, 3.25))  # right after the answer
             publisher.flush()
-            wait_for(lambda: count(influx, "temperature") == 2, what="the next reading")
+            wait_for(lambda: count(influx, "temperature") == 1, what="the next reading")
         finally:
             publisher.disconnect()
         assert ingester.pipeline.index.rechecks >= 1

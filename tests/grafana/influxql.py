@@ -40,6 +40,18 @@ SCHEMA: dict[str, Measurement] = {
         {"value": NUMBER, "raw": STRING}, READING_TAGS | {"quantity", "code"}
     ),
     "device_status": Measurement({"value": NUMBER}, frozenset({"device", "family", "store"})),
+    # What unknown ids send: the id a field, so invented ids make no series (issue 13).
+    "unregistered": Measurement(
+        {
+            "value": NUMBER,
+            "ts_corrected": BOOL,
+            "sensor": STRING,
+            "device": STRING,
+            "fault": STRING,
+            "raw": STRING,
+        },
+        frozenset({"family", "quantity", "bucket"}),
+    ),
     "alert_event": Measurement(
         {"alert_id": STRING, "state": STRING, "level": NUMBER},
         frozenset({"store", "kind", "severity", "asset"}),

@@ -79,7 +79,7 @@ def test_bad_input_is_dead_lettered_and_unknown_devices_discovered(
     discovered = registry.discovered()
     assert [d.device_id for d in discovered] == ["cc-new-1"]
     assert discovered[0].sensors == ["cc-new-1"]
-    # the unregistered reading is kept (sensor tag only), the fault is a fault
-    assert count(influx, "temperature", "sensor='cc-new-1'") == 1
-    assert count(influx, "temperature", "sensor='cc-s042-wic1'") == 0
+    # the unregistered reading is kept (its id a field), the fault is a fault
+    assert count(influx, "unregistered", "sensor='cc-new-1'") == 1
+    assert count(influx, "temperature") == 0
     assert count(influx, "sensor_fault", "code='power_on_reset'") == 1
