@@ -153,7 +153,9 @@ class Mosquitto(_Server):
 
     name = "mosquitto"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, password_file: Path | None = None, acl_file: Path | None = None
+    ) -> None:
         super().__init__(root)
         self.config = self.root / "mosquitto.conf"
         data = self.root / "data"
@@ -188,6 +190,21 @@ class Mosquitto(_Server):
                 ]
             )
         )
+        if password_file is not None or acl_file is not None:
+            self._secure(password_file, acl_file)
+
+    def _secure(self, password_file: Path | None, acl_file: Path | None) -> None:
+        """Authenticated clients only, confined by an ACL (docs/operations.md, section 12).
+
+        Appended to the config: for ``allow_anonymous`` the last line wins.
+        """
+        lines = ["allow_anonymous false"]
+        if password_file is not None:
+            lines.append(f"password_file {password_file}")
+        if acl_file is not None:
+            lines.append(f"acl_file {acl_file}")
+        with self.config.open("a") as config:
+            config.write("\n".join(lines) + "\n")
 
     @property
     def url(self) -> str:
