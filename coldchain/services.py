@@ -154,7 +154,12 @@ class Mosquitto(_Server):
     name = "mosquitto"
 
     def __init__(
-        self, root: Path, *, password_file: Path | None = None, acl_file: Path | None = None
+        self,
+        root: Path,
+        *,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        username_as_client_id: bool = False,
     ) -> None:
         super().__init__(root)
         self.config = self.root / "mosquitto.conf"
@@ -191,18 +196,23 @@ class Mosquitto(_Server):
             )
         )
         if password_file is not None or acl_file is not None:
-            self._secure(password_file, acl_file)
+            self._secure(password_file, acl_file, username_as_client_id)
 
-    def _secure(self, password_file: Path | None, acl_file: Path | None) -> None:
+    def _secure(
+        self, password_file: Path | None, acl_file: Path | None, username_as_client_id: bool
+    ) -> None:
         """Authenticated clients only, confined by an ACL (docs/operations.md, section 12).
 
-        Appended to the config: for ``allow_anonymous`` the last line wins.
+        Appended to the config: for ``allow_anonymous`` the last line wins, and
+        ``use_username_as_clientid`` applies to the listener (the only one).
         """
         lines = ["allow_anonymous false"]
         if password_file is not None:
             lines.append(f"password_file {password_file}")
         if acl_file is not None:
             lines.append(f"acl_file {acl_file}")
+        if username_as_client_id:
+            lines.append("use_username_as_clientid true")
         with self.config.open("a") as config:
             config.write("\n".join(lines) + "\n")
 

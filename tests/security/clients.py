@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
@@ -111,6 +112,20 @@ class Subscriber:
             got = self._find(topic, payload)
             assert got is not None
             return got
+
+    def wait_output(self, pattern: str, timeout: float = DELIVERY_TIMEOUT_S) -> str:
+        """The first line mosquitto_sub printed (messages, debug, errors) matching
+        ``pattern``, waiting for it."""
+
+        def found() -> str | None:
+            return next((line for line in self.output if re.search(pattern, line)), None)
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: found() is not None, timeout):
+                raise AssertionError(f"no line matching {pattern!r}: {self.output[-10:]}")
+            line = found()
+            assert line is not None
+            return line
 
     def _find(self, topic: str, payload: bytes | None) -> bytes | None:
         return next((p for t, p in self.received if t == topic and payload in (None, p)), None)

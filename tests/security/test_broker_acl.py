@@ -11,19 +11,29 @@ the same attacks getting through the ACL docs/operations.md used to recommend.
 from __future__ import annotations
 
 import itertools
+import os
 import re
-from contextlib import AbstractContextManager
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
-from coldchain.broker import SERVICE_USER
+from coldchain.broker import SERVICE_USER, BrokerFile, RegisteredSensor, build_plan, render_acl
 from coldchain.services import Mosquitto
 from devices import Router
 from devices.base import Publish
-from simulator.publisher import PublishError
+from simulator.publisher import Publisher, PublishError
 from tests.security import fleet as f
-from tests.security.clients import Subscriber, device, publish_then_sentinel, subscriber
+from tests.security.clients import (
+    Subscriber,
+    device,
+    publish_then_sentinel,
+    subscriber,
+    target,
+)
 
 ATTACKERS = ["cc-s042-wic1", "s042-node1", "tasmota-s042-wic1", "shellyplus1-a8032ab1c042"]
 SERVERS = ["chirpstack-s042", "tts-s042"]
@@ -301,3 +311,104 @@ def test_the_acl_once_recommended_let_these_attacks_through(tmp_path: Path, flee
                     payload = next(m.payload for m in forged if m.topic == topic)
                     named.add(owner.decode(topic, payload).device_id)
                 assert "s043-node1" in named, (attacker, through)
+
+
+def test_a_device_cannot_knock_another_offline_by_taking_its_client_id(
+    tmp_path: Path, fleet: f.Fleet
+) -> None:
+    """An attacker connects with the victim's client id (ESPHome and Tasmota derive theirs
+    from the MAC). Mosquitto takes the session over: it disconnects the victim and
+    publishes the victim's own last will, "offline". The ACL cannot see it (the will is
+    the victim's); ``use_username_as_clientid`` on the listener makes every client id the
+    user name, so the attacker only ever takes over its own sessions."""
+    passwd = f.write_password_file(tmp_path / "passwd", fleet.plan.users())
+    acl = tmp_path / "acl"
+    acl.write_text(fleet.acl_text)
+    victim, attacker = "cc-s043-wic1", "tasmota-s042-wic1"
+    will = Publish(fleet.status_topic(victim), b"offline", retain=True)
+    for forced, knocked_off in ((False, True), (True, False)):
+        with (
+            Mosquitto(
+                tmp_path / f"broker-{forced}",
+                password_file=passwd,
+                acl_file=acl,
+                username_as_client_id=forced,
+            ) as broker,
+            _ingester(broker) as ingest,
+            device(broker, victim, f.password(victim), will=will, client_id="esp-a4cf12b3"),
+            device(broker, attacker, f.password(attacker), client_id="esp-a4cf12b3") as own,
+        ):
+            # The takeover, if any, happened before the attacker's CONNACK.
+            publish_then_sentinel(own, [], fleet.sentinel(attacker, next(_numbers)), ingest)
+            if knocked_off:
+                ingest.wait_for(will.topic, will.payload)
+            else:
+                assert will.topic not in ingest.topics()
+
+
+def test_a_device_added_or_removed_takes_effect_at_the_reload(
+    tmp_path: Path, fleet: f.Fleet
+) -> None:
+    """The roll-out of docs/operations.md 12.1: a new device is refused until the password
+    file and the regenerated ACL are in place and Mosquitto gets SIGHUP; then it
+    publishes. The reload keeps valid clients connected with their new lines, and refuses
+    a user removed from both files."""
+    new, removed, kept = "cc-s042-wic2", "cc-s042-wic1", "tasmota-s042-wic1"
+    acl, passwd = tmp_path / "acl", tmp_path / "passwd"
+    acl.write_text(fleet.acl_text)
+    f.write_password_file(passwd, fleet.plan.users())
+    added = BrokerFile.model_validate(
+        {
+            **f.broker_file(),
+            "devices": [*f.broker_file()["devices"], {"id": new, "family": "native"}],
+        }
+    )
+    sensors = [
+        RegisteredSensor(s["id"], s["family"], s["asset"].partition("-")[0])
+        for s in f.chain()["sensors"]
+        if s["id"] != removed
+    ]
+    plan = build_plan(sensors, added)
+    reading = Publish(f"coldchain/v1/{new}/telemetry", b'{"temperature_c": 3.5}')
+    with Mosquitto(tmp_path / "broker", password_file=passwd, acl_file=acl) as broker:
+        with pytest.raises(PublishError, match=REFUSED), device(broker, new, f.password(new)):
+            pass
+        with (
+            _ingester(broker) as ingest,
+            device(broker, kept, f.password(kept)) as still,
+            subscriber(broker, removed, f.password(removed)) as gone,
+        ):
+            acl.write_text(render_acl(plan))
+            f.write_password_file(passwd, plan.users())
+            assert broker.pid is not None
+            os.kill(broker.pid, signal.SIGHUP)
+            with _connected(broker, new) as client:
+                publish_then_sentinel(client, [], reading, ingest)
+            publish_then_sentinel(still, [], fleet.sentinel(kept, next(_numbers)), ingest)
+            assert still.reconnects == 0  # never dropped by the reload
+            # The removed device's open connection is closed; its client's retries fail.
+            gone.wait_output(REFUSED)
+        with (
+            pytest.raises(PublishError, match=REFUSED),
+            device(broker, removed, f.password(removed)),
+        ):
+            pass
+
+
+@contextmanager
+def _connected(broker: Mosquitto, user: str, timeout: float = 10.0) -> Iterator[Publisher]:
+    """A connection as ``user``, retried until the broker's reload has let it in."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = Publisher(target(broker, user, f.password(user)), f"acl-test-{user}")
+        try:
+            client.connect()
+            break
+        except PublishError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    try:
+        yield client
+    finally:
+        client.disconnect()
