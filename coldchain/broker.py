@@ -57,9 +57,7 @@ SERVICE_USER = "coldchain-svc"
 # literal so that generating an ACL does not import ingest (and paho).
 OBSERVATIONS_TOPIC = "coldchain/v1/_alerting/observations"
 
-# Families whose devices connect to the broker themselves, and those that arrive through
-# a LoRaWAN network server.
-DEVICE_FAMILIES = ("esphome", "native", "shelly", "tasmota")
+# Families whose devices do not connect to the broker: their LoRaWAN network server does.
 SERVER_FAMILIES = ("chirpstack", "tts")
 
 # Device ids and user names: the device id syntax of devices/common.py (no "/", "+",
