@@ -436,6 +436,46 @@ def cmd_bench(args: argparse.Namespace, _settings: Settings) -> int:
     return run_benchmark(args.name, as_json=as_json, extra=extra)
 
 
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the Mosquitto acl_file (``acl``) or its user names (``users``) for the
+    registry's devices and a broker file (docs/operations.md, section 12)."""
+    from coldchain.broker import (
+        BrokerFile,
+        RegisteredSensor,
+        build_plan,
+        load_broker_file,
+        render_acl,
+        summary,
+    )
+
+    broker = load_broker_file(args.devices) if args.devices else BrokerFile()
+    if args.service_user:
+        broker = broker.model_copy(update={"service_user": args.service_user})
+    sensors: list[RegisteredSensor] = []
+    seen: dict[str, str] = {}
+    if not args.no_registry:
+        if not settings.db.exists():
+            raise ConfigError(
+                f"registry {settings.db} not found (COLDCHAIN_DB); "
+                "use --no-registry to write the ACL from --devices alone"
+            )
+        registry = _registry(settings)
+        sensors = [
+            RegisteredSensor(i.sensor, i.family, i.store) for i in registry.sensor_infos().values()
+        ]
+        seen = {d.device_id: d.family for d in registry.discovered(include_registered=True)}
+        registry.close()
+    plan = build_plan(sensors, broker, seen_families=seen)
+    for warning in plan.warnings:
+        print(f"coldchain: warning: {warning}", file=sys.stderr)
+    if args.action == "users":
+        print("\n".join(plan.users()))
+    else:
+        print(render_acl(plan), end="")
+        print(f"coldchain: ACL for {', '.join(summary(plan)) or 'no devices'}", file=sys.stderr)
+    return 0
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
@@ -507,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_registry_commands(sub)
+    _add_broker_commands(sub)
 
     p = add("bench", cmd_bench, "run a benchmark (ingest, alerting, simulate, api)")
     p.add_argument("name")
@@ -566,6 +607,24 @@ def _add_registry_commands(sub: Any) -> None:
     p = csub.add_parser("check", help="validate a chain file, or print effective settings")
     p.add_argument("file", nargs="?")
     p.set_defaults(handler=cmd_config_check)
+
+
+def _add_broker_commands(sub: Any) -> None:
+    """broker acl | users: the Mosquitto access control list (coldchain/broker.py)."""
+    broker = sub.add_parser("broker", help="the MQTT broker's access control list")
+    bsub = broker.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("acl", "print the Mosquitto acl_file: each device writes only its own topics"),
+        ("users", "print the user names the acl_file needs in the password_file"),
+    ):
+        p = bsub.add_parser(action, help=text, description=text)
+        p.add_argument("--devices", type=Path, help="broker file (YAML): network servers, "
+                       "ESPHome prefixes, devices not in the registry")  # fmt: skip
+        p.add_argument("--no-registry", action="store_true",
+                       help="only the broker file's devices")  # fmt: skip
+        p.add_argument("--service-user", help="coldchain's own MQTT user (default "
+                       "coldchain-svc, or the broker file's)")  # fmt: skip
+        p.set_defaults(handler=cmd_broker)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

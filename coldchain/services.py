@@ -153,7 +153,14 @@ class Mosquitto(_Server):
 
     name = "mosquitto"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        username_as_client_id: bool = False,
+    ) -> None:
         super().__init__(root)
         self.config = self.root / "mosquitto.conf"
         data = self.root / "data"
@@ -188,6 +195,26 @@ class Mosquitto(_Server):
                 ]
             )
         )
+        if password_file is not None or acl_file is not None:
+            self._secure(password_file, acl_file, username_as_client_id)
+
+    def _secure(
+        self, password_file: Path | None, acl_file: Path | None, username_as_client_id: bool
+    ) -> None:
+        """Authenticated clients only, confined by an ACL (docs/operations.md, section 12).
+
+        Appended to the config: for ``allow_anonymous`` the last line wins, and
+        ``use_username_as_clientid`` applies to the listener (the only one).
+        """
+        lines = ["allow_anonymous false"]
+        if password_file is not None:
+            lines.append(f"password_file {password_file}")
+        if acl_file is not None:
+            lines.append(f"acl_file {acl_file}")
+        if username_as_client_id:
+            lines.append("use_username_as_clientid true")
+        with self.config.open("a") as config:
+            config.write("\n".join(lines) + "\n")
 
     @property
     def url(self) -> str:
@@ -206,12 +233,44 @@ class Mosquitto(_Server):
         return False
 
 
+# The InfluxDB index and cardinality limits, as docs/operations.md (section 12) sets them
+# in production, sized for 300 stores x ~50 sensors (the arithmetic is there). Tests, the
+# demo and the benchmarks run with the same settings.
+#
+# tsi1 keeps the series index on disk (memory-mapped) instead of in the heap (inmem), so
+# memory and start-up time stop growing with every series of 800 days of shards; inmem
+# rebuilds it in RAM at each start and is what runs out at chain scale. tsi1 costs a few
+# files per database and shard. InfluxDB 1.6 to 1.8 enforce the two limits below only
+# with inmem: with tsi1 they are ignored (tests/security/test_influx_limits.py shows both
+# behaviours), so under tsi1 the bound on made-up device ids is ingest's.
+INDEX_VERSION = "tsi1"
+# Distinct values of one tag key in one measurement (inmem only). `sensor` is the largest:
+# 15,000 sensors, x1.5 for replaced ones still within the retention, x2 growth: ~45,000.
+# Too low: points that add a value (a sensor registered later) are refused with 400
+# "partial write: max-values-per-tag limit exceeded" and dead-lettered. Too high: a flood
+# of made-up ids creates that many series per measurement before anything stops it.
+MAX_VALUES_PER_TAG = 50_000
+# Series in one database (inmem only). Expected ~375,000: 15,000 sensors x 5 quantities,
+# faults, statuses and alert events, x2 as a sensor's tags change when it is registered,
+# x1.5 churn. Too low: every new series of the database is refused, alert events
+# included. Too high: RAM (inmem holds every series). It must not trip before
+# max-values-per-tag does: a flood of ids adds at most 7 measurements x 50,000 series.
+MAX_SERIES_PER_DATABASE = 1_000_000
+
+
 class InfluxDB(_Server):
     """A private InfluxDB 1.x server (``influxd``) with its own meta, data and WAL."""
 
     name = "influxd"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        index_version: str = INDEX_VERSION,
+        max_values_per_tag: int = MAX_VALUES_PER_TAG,
+        max_series_per_database: int = MAX_SERIES_PER_DATABASE,
+    ) -> None:
         super().__init__(root)
         self.rpc_port = free_port()
         self.config = self.root / "influxd.conf"
@@ -225,7 +284,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [data]
   dir = "{self.root / "data"}"
   wal-dir = "{self.root / "wal"}"
-  index-version = "inmem"
+  index-version = "{index_version}"
+  max-values-per-tag = {max_values_per_tag}
+  max-series-per-database = {max_series_per_database}
   query-log-enabled = false
 
 [monitor]

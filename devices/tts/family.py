@@ -14,7 +14,10 @@ Network; open-source deployments have no tenant: ``v3/<application id>/devices/.
 
 Device id: ``end_device_ids.dev_eui`` lower-cased, as ChirpStack's, so a device keeps its
 id when a chain moves network server; without a DevEUI, the TTS device id of the topic.
-``end_device_ids.device_id``, when present, must match the topic (``device_mismatch``).
+``end_device_ids.device_id``, when present, must match the topic, and so must the DevEUI
+when the topic's device id is TTS's default ``eui-<deveui>`` (``device_mismatch``): the
+topic is what the broker's ACL confines (docs/operations.md, section 12), so a payload
+may not name another device. A device id of another form says nothing of the DevEUI.
 Sensor ids and codec fields are those of :mod:`devices.lorawan`. ``ts_ms`` is
 ``uplink_message.received_at`` (the network server's receive time), else the top-level
 ``received_at``; ``f_cnt`` is ``seq`` (TTS omits zero fields, so a first uplink has no
@@ -72,6 +75,9 @@ class TTSFamily:
         eui = optional(ids, "dev_eui", str)
         if eui is not None and not is_eui(eui):
             raise DecodeError("bad_device_id", f"dev_eui {eui[:40]!r} is not 16 hex digits")
+        topic_eui = _topic_eui(tts_id)
+        if eui is not None and topic_eui is not None and eui.lower() != topic_eui:
+            raise DecodeError("device_mismatch", f"dev_eui {eui[:40]!r} != the topic's {tts_id}")
         device = eui.lower() if eui is not None else tts_id
         up = optional(data, "uplink_message", dict)
         if up is None:
@@ -112,6 +118,12 @@ class TTSFamily:
 
     def encode_status(self, device_id: str, online: bool) -> Publish:
         raise NotImplementedError("LoRaWAN devices have no availability message")
+
+
+def _topic_eui(tts_id: str) -> str | None:
+    """The DevEUI a TTS device id of the default form ``eui-<deveui>`` names, else None."""
+    head, _, tail = tts_id.partition("-")
+    return tail.lower() if head.lower() == "eui" and is_eui(tail) else None
 
 
 FAMILY = TTSFamily()
