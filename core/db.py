@@ -20,6 +20,7 @@ number of writers, without a retry loop around every transaction.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -134,9 +135,19 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             self.dialect = "sqlite"
         self._lock = threading.RLock()
-        self._conn: Connection = self.engine.connect().execution_options(
-            isolation_level="AUTOCOMMIT"
-        )
+        self._conn: Connection = self._connect()
+
+    def _connect(self) -> Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _live(self) -> Connection:
+        """The connection, replaced when the last statement found it dead (a database
+        restart or failover): that statement failed, the next one reconnects."""
+        if self._conn.invalidated or self._conn.closed:
+            with contextlib.suppress(DBAPIError):
+                self._conn.close()
+            self._conn = self._connect()
+        return self._conn
 
     @property
     def postgres(self) -> bool:
@@ -157,14 +168,14 @@ class Database:
     def run(self, sql: str, args: tuple[Any, ...] = ()) -> Cursor:
         """One statement (outside or inside a transaction; callers hold the lock)."""
         with self._lock:
-            return Cursor(self._conn.exec_driver_sql(self._sql(sql), args))
+            return Cursor(self._live().exec_driver_sql(self._sql(sql), args))
 
     def run_many(self, sql: str, rows: list[tuple[Any, ...]]) -> Cursor:
         """One statement per row of arguments."""
         with self._lock:
             if not rows:
-                return Cursor(self._conn.exec_driver_sql("SELECT 1 WHERE 1 = 0"))
-            return Cursor(self._conn.exec_driver_sql(self._sql(sql), rows))
+                return Cursor(self._live().exec_driver_sql("SELECT 1 WHERE 1 = 0"))
+            return Cursor(self._live().exec_driver_sql(self._sql(sql), rows))
 
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[Row]:
         """Run one read statement."""
@@ -174,17 +185,20 @@ class Database:
     def transaction(self) -> Iterator[Transaction]:
         """A write transaction, serialized with every other writer, committed on success."""
         with self._lock:
+            conn = self._live()
             if self.postgres:
-                self._conn.exec_driver_sql("BEGIN")
-                self._conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+                conn.exec_driver_sql("BEGIN")
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             else:
-                self._conn.exec_driver_sql("BEGIN IMMEDIATE")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 yield Transaction(self)
             except BaseException:
-                self._conn.exec_driver_sql("ROLLBACK")
+                if not conn.invalidated:
+                    with contextlib.suppress(DBAPIError):
+                        conn.exec_driver_sql("ROLLBACK")
                 raise
-            self._conn.exec_driver_sql("COMMIT")
+            conn.exec_driver_sql("COMMIT")
 
     def json_field(self, column: str, key: str) -> str:
         """SQL for a top-level text field of a JSON document column (identifiers only,

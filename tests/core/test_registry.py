@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from coldchain.services import PostgreSQL
 from core.chain import Sensor, dump_chain, load_chain
+from core.db import DatabaseError
 from core.errors import NotFound
 from core.registry import PAYLOAD_KEEP_BYTES, DiscoveredDevice, Registry, payload_text
 
@@ -160,3 +162,20 @@ def test_the_audit_chain_stays_linear_with_writers_in_parallel(any_registry: str
     assert (intact, bad, checked) == (True, None, 100)
     for registry in writers:
         registry.close()
+
+
+def test_a_postgresql_restart_costs_one_statement_not_the_connection(
+    postgres: PostgreSQL,
+) -> None:
+    """A database restart (or failover) breaks the connection: the statement in flight
+    fails, the next one reconnects. Was: every statement failed until the process was
+    restarted."""
+    registry = Registry(postgres.database())
+    registry.create_api_key("oncall")
+    postgres.restart()
+    with pytest.raises(DatabaseError):
+        registry.api_keys()
+    assert len(registry.api_keys()) == 1
+    registry.create_api_key("oncall")  # writes too
+    assert len(registry.api_keys()) == 2
+    registry.close()
