@@ -549,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry_commands(sub)
     _add_broker_commands(sub)
 
-    p = add("bench", cmd_bench, "run a benchmark (ingest, alerting, simulate, api)")
+    p = add("bench", cmd_bench, "run a benchmark (ingest, alerting, simulate, api, metrics)")
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark options")
