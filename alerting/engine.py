@@ -56,6 +56,7 @@ from alerting.conditions import (
 )
 from alerting.delivery import Delivery
 from alerting.escalation import Place
+from alerting.health import AlertingHealth
 from alerting.notifiers.base import Notifier
 from alerting.rules import RuleEngine
 from alerting.rules.defrost import LEARN_HISTORY_S
@@ -113,6 +114,7 @@ class AlertingStats:
         self.event_errors = m.add(
             Counter("coldchain_alert_event_write_errors_total", "alert_event writes that failed")
         )
+        self.health = AlertingHealth(m)  # lease, ticks, evaluation lag (alerting/health.py)
 
 
 def _stage_level(stage: str) -> int:
@@ -272,6 +274,9 @@ class AlertingEngine:
             )
             self._run_due()
             self._flush_events()
+            # No lease yet: a lone engine always leads, and heartbeats on every tick.
+            self.stats.health.lease(leader=True, heartbeat_at=now)
+            self.stats.health.ticked(self.clock.time())
 
     def _save_episodes(self) -> None:
         """Persist newly learned defrost episodes (a few per asset and day)."""
