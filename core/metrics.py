@@ -17,7 +17,7 @@ One registry per process, one port per process: prometheus-client's multiprocess
 port (gunicorn); coldchain's processes each have an address, so Prometheus scrapes each
 and its ``up`` tells which one died, which an aggregate served by a survivor cannot. It
 would also double the cost of every increment (an mmap write under a global lock) and
-disable the callback gauges queue depths are made of (docs/operations.md, section 10).
+disable the callback gauges queue depths are made of (docs/operations.md, section 8.1).
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class MetricsServer:
             log.warning(
                 "%s is set but coldchain does not use multiprocess mode: each process serves "
                 "its own /metrics, and the variable only makes every increment also write "
-                "to a file there (docs/operations.md, section 10); unset it",
+                "to a file there (docs/operations.md, section 8.1); unset it",
                 MULTIPROC_ENV,
             )
         self._server, self._thread = prom.start_http_server(
