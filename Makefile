@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench deps system-deps clean
+.PHONY: demo test test-postgres lint typecheck pytest bench deps system-deps clean
 
 deps: system-deps $(STAMP)
 
@@ -33,6 +33,11 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+
+# The whole suite with every test's registry on PostgreSQL (make test runs the registry,
+# alerting-book, lease and failover tests on both backends; this runs everything).
+test-postgres: deps
+	$(BIN)/python -m pytest --registry=postgresql $(PYTEST_ARGS)
 
 bench: deps
 	$(BIN)/coldchain bench ingest

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import math
 import random
-import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from alerting.conditions import Condition
 from core import audit
 from core.chain import PolicyStep
+from core.db import Cursor, Row, Transaction
 from core.errors import NotFound, RegistryError
 from core.registry import Registry
 
@@ -131,7 +132,7 @@ class Outgoing:
 
 
 def _insert_pages(
-    conn: sqlite3.Connection,
+    conn: Transaction,
     alert_ids: list[str],
     step: int | None,
     purpose: str,
@@ -143,27 +144,31 @@ def _insert_pages(
         cur = conn.execute(
             "INSERT INTO notifications(alert_ids, store, step, purpose, contact, phone, channel, "
             "language, body, status, attempts, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,'pending',0,?,?)",
+            "VALUES (?,?,?,?,?,?,?,?,?,'pending',0,?,?) RETURNING id",
             (json.dumps(alert_ids), page.store, step, purpose, page.contact, page.phone,
              page.channel, page.language, page.body, at, at),
         )  # fmt: skip
-        ids.append(int(cur.lastrowid or 0))
+        ids.append(_returned_id(cur))
     _link(conn, alert_ids, ids)
     return ids
 
 
-def _queue(
-    conn: sqlite3.Connection, at: float, alert_id: str | None, payload: dict[str, Any]
-) -> int:
+def _queue(conn: Transaction, at: float, alert_id: str | None, payload: dict[str, Any]) -> int:
     cur = conn.execute(
-        "INSERT INTO alert_commands(at, alert_id, payload) VALUES (?,?,?)",
+        "INSERT INTO alert_commands(at, alert_id, payload) VALUES (?,?,?) RETURNING id",
         (at, alert_id, json.dumps(payload)),
     )
-    return int(cur.lastrowid or 0)
+    return _returned_id(cur)
+
+
+def _returned_id(cur: Cursor) -> int:
+    row = cur.fetchone()
+    assert row is not None  # INSERT ... RETURNING id
+    return int(row[0])
 
 
 def _set_delivery(
-    conn: sqlite3.Connection,
+    conn: Transaction,
     notification_id: int,
     at: float,
     *,
@@ -180,22 +185,23 @@ def _set_delivery(
     )
 
 
-def _link(conn: sqlite3.Connection, alert_ids: list[str], notification_ids: list[int]) -> None:
+def _link(conn: Transaction, alert_ids: list[str], notification_ids: list[int]) -> None:
     """Index which notifications carry which alerts (``AlertBook.notifications``)."""
     conn.executemany(
-        "INSERT OR IGNORE INTO notification_alerts(alert_id, notification_id) VALUES (?, ?)",
+        "INSERT INTO notification_alerts(alert_id, notification_id) VALUES (?, ?) "
+        "ON CONFLICT DO NOTHING",
         [(a, n) for a in alert_ids for n in notification_ids],
     )
 
 
-def _alert(row: sqlite3.Row) -> Alert:
+def _alert(row: Row) -> Alert:
     data = dict(row)
     data["policy"] = [PolicyStep.model_validate(s) for s in json.loads(data["policy"])]
     data["explanation"] = json.loads(data["explanation"])
     return Alert(**data)
 
 
-def _notification(row: sqlite3.Row) -> Notification:
+def _notification(row: Row) -> Notification:
     data = dict(row)
     data["alert_ids"] = json.loads(data["alert_ids"])
     return Notification(**data)
@@ -209,6 +215,17 @@ class AlertBook:
         # Alert ids and acknowledgement codes are what an SMS reply or a URL guesses at:
         # from the OS's generator unless a test seeds one.
         self._rng = rng or random.SystemRandom()
+        # Called inside every write the alerting leader alone may make (opening, upgrading
+        # and resolving by the rules, escalation rounds, fallbacks): raises when this
+        # process lost the lease (alerting/lease.py). None: no lease (tests, the API).
+        self.fence: Callable[[Transaction], None] | None = None
+
+    @contextmanager
+    def _write(self, *, fenced: bool = False) -> Iterator[Transaction]:
+        with self.registry.transaction() as tx:
+            if fenced and self.fence is not None:
+                self.fence(tx)
+            yield tx
 
     # -- reads ------------------------------------------------------------------------
 
@@ -318,7 +335,8 @@ class AlertBook:
         """Keep newly learned episodes; drop those too old to matter."""
         with self.registry.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO defrost_episodes(asset, start, duration) VALUES (?,?,?)",
+                "INSERT INTO defrost_episodes(asset, start, duration) VALUES (?,?,?) "
+                "ON CONFLICT(asset, start) DO UPDATE SET duration = excluded.duration",
                 episodes,
             )
             conn.execute("DELETE FROM defrost_episodes WHERE start < ?", (forget_before,))
@@ -344,7 +362,7 @@ class AlertBook:
 
     # -- writes -----------------------------------------------------------------------
 
-    def _new_code(self, conn: sqlite3.Connection, at: float) -> str:
+    def _new_code(self, conn: Transaction, at: float) -> str:
         """A code no open alert has, nor one opened in the last :data:`CODE_REUSE_S`
         (an old page's code must not acknowledge a new alert), falling back to any code
         no open alert has when a busy month used them up."""
@@ -363,7 +381,8 @@ class AlertBook:
         """Record an inbound message id; False when it was seen before (a replay)."""
         with self.registry.transaction() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO inbound_messages(id, sender, at) VALUES (?,?,?)",
+                "INSERT INTO inbound_messages(id, sender, at) VALUES (?,?,?) "
+                "ON CONFLICT DO NOTHING",
                 (message_id[:64], sender[:32], at),
             )
             conn.execute("DELETE FROM inbound_messages WHERE at < ?", (at - INBOUND_KEEP_S,))
@@ -372,7 +391,7 @@ class AlertBook:
     def open(self, condition: Condition, at: float, policy: list[PolicyStep]) -> Alert:
         """Open an alert for a newly fired condition, with its escalation frozen."""
         alert_id = f"al-{self._rng.getrandbits(40):010x}"
-        with self.registry.transaction() as conn:
+        with self._write(fenced=True) as conn:
             code = self._new_code(conn, at)
             conn.execute(
                 "INSERT INTO alerts(id, key, kind, severity, stage, store, asset, sensor, "
@@ -398,7 +417,7 @@ class AlertBook:
 
     def upgrade(self, alert: Alert, condition: Condition, at: float) -> Alert:
         """Record that the problem got worse (rising -> warning -> critical)."""
-        with self.registry.transaction() as conn:
+        with self._write(fenced=True) as conn:
             conn.execute(
                 "UPDATE alerts SET severity=?, stage=?, value=?, limit_value=?, explanation=?, "
                 "updated_at=? WHERE id=?",
@@ -440,13 +459,15 @@ class AlertBook:
         return self.get(alert.id)
 
     def resolve(
-        self, alert: Alert, at: float, *, by: str, note: str, queue: dict[str, Any] | None = None
-    ) -> Alert:
+        self, alert: Alert, at: float, *, by: str, note: str, queue: dict[str, Any] | None = None,
+        fenced: bool = False,
+    ) -> Alert:  # fmt: skip
         """Close the alert (condition cleared, or resolved by a person with a note).
 
-        ``queue``: as for :meth:`acknowledge`.
+        ``queue``: as for :meth:`acknowledge`. ``fenced``: the rules cleared it (only the
+        lease holder may); a person's resolution is never fenced.
         """
-        with self.registry.transaction() as conn:
+        with self._write(fenced=fenced) as conn:
             if queue is not None:
                 _queue(conn, at, alert.id, queue)
             conn.execute(
@@ -473,7 +494,7 @@ class AlertBook:
         alert it carried was stale). The alert returns to firing (an expired
         acknowledgement re-escalates).
         """
-        with self.registry.transaction() as conn:
+        with self._write(fenced=True) as conn:
             fresh: list[StepRecord] = []
             for record in steps:
                 current = conn.execute(
@@ -516,12 +537,12 @@ class AlertBook:
         pages: list[Page],
     ) -> list[int]:  # fmt: skip
         """Pending notifications not tied to an escalation step (resolved, replies)."""
-        with self.registry.transaction() as conn:
+        with self._write(fenced=True) as conn:
             return _insert_pages(conn, alert_ids, None, purpose, pages, at)
 
     def expedite(self, alert: Alert, at: float, *, reason: str) -> None:
         """Make the next escalation step due now (a delivery failed with no backup)."""
-        with self.registry.transaction() as conn:
+        with self._write(fenced=True) as conn:
             conn.execute(
                 "UPDATE alerts SET next_at=?, updated_at=? WHERE id=? AND state=?",
                 (at, at, alert.id, FIRING),
@@ -555,7 +576,7 @@ class AlertBook:
 
     def fallback(self, failed: Notification, at: float, page: Page) -> int:
         """The message ``failed`` could not deliver, to another contact (pending, audited)."""
-        with self.registry.transaction() as conn:
+        with self._write(fenced=True) as conn:
             [nid] = _insert_pages(conn, failed.alert_ids, None, "fallback", [page], at)
             for alert_id in failed.alert_ids:
                 audit.append(
@@ -625,10 +646,10 @@ class AlertBook:
         with self.registry.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO silences(store, asset, sensor, starts, ends, reason, created_by, "
-                "created_at) VALUES (?,?,?,?,?,?,?,?)",
+                "created_at) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
                 (store, asset, sensor, starts, ends, reason, by, at),
             )
-            silence_id = int(cur.lastrowid or 0)
+            silence_id = _returned_id(cur)
             audit.append(
                 conn, at=at, actor=by, action="silence.create", subject=f"silence-{silence_id}",
                 detail={"store": store, "asset": asset, "sensor": sensor, "starts": starts,

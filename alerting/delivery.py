@@ -52,6 +52,7 @@ class Delivery:
         gather_url: str | None,
         on_failed: Callable[[Notification, str], None],
         sent: Counter,
+        may_send: Callable[[], bool] | None = None,
     ) -> None:
         self.book = book
         self.notifier = notifier
@@ -60,6 +61,9 @@ class Delivery:
         self.gather_url = gather_url
         self.on_failed = on_failed
         self.sent = sent
+        # Asked right before each message goes to the provider: a process that lost the
+        # alerting lease (alerting/lease.py) leaves it pending for the active instance.
+        self.may_send = may_send
         self._cond = threading.Condition()
         self._queue: list[tuple[float, int, int]] = []  # (due monotonic, seq, notification id)
         self._seq = 0
@@ -70,11 +74,15 @@ class Delivery:
         self.max_retry_after_s = MAX_RETRY_AFTER_S
 
     def start(self) -> None:
-        """Start the thread and resume notifications left pending by a previous run."""
-        for pending in self.book.notifications(status="pending"):
-            self.submit(pending.id)
+        """Start the thread (:meth:`resume_pending` queues what a previous run left)."""
         self._thread = threading.Thread(target=self._run, name="alert-delivery", daemon=True)
         self._thread.start()
+
+    def resume_pending(self) -> None:
+        """Queue every notification left pending (by a previous run, or the instance this
+        one took over from)."""
+        for pending in self.book.notifications(status="pending"):
+            self.submit(pending.id)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Send what is due now, then stop (retries still waiting stay pending)."""
@@ -125,6 +133,10 @@ class Delivery:
         note = self.book.notification(notification_id)
         if note is None or note.status != "pending":
             return  # already sent, bundled or cancelled
+        if self.may_send is not None and not self.may_send():
+            log.warning("notification %s left pending: this instance no longer holds the "
+                        "alerting lease", notification_id)  # fmt: skip
+            return
         message = Outbound(
             to=note.phone,
             channel=note.channel,  # type: ignore[arg-type]

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from alerting import acks, commands, escalation, messages, pipeline, warmup
@@ -57,6 +57,7 @@ from alerting.conditions import (
 from alerting.delivery import Delivery
 from alerting.escalation import Place
 from alerting.health import AlertingHealth
+from alerting.lease import Lease, LeaseLost
 from alerting.notifiers.base import Notifier
 from alerting.rules import RuleEngine
 from alerting.rules.defrost import LEARN_HISTORY_S
@@ -66,6 +67,7 @@ from alerting.warmup import WARMUP_S, Warmup
 from alerting.weights import Weight
 from core.chain import Contact, Policy, Store
 from core.clock import Clock
+from core.db import DatabaseError
 from core.errors import InfluxError, NotFound
 from core.influx import TimeSeriesStore
 from core.lineprotocol import serialize
@@ -134,14 +136,20 @@ class AlertingEngine:
         public_url: str | None = None,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         warmup_s: float = WARMUP_S,
+        startup_grace_s: float = warmup.STARTUP_GRACE_S,
         rng: random.Random | None = None,
         metrics: MetricsRegistry | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.registry = registry
+        # Active/standby (alerting/lease.py): None means always active (one process).
+        self.lease = lease
+        self._leading = lease is None
         self.clock = clock
         self.influx = influx
         self.ack_timeout_s = ack_timeout_s
         self.warmup_s = warmup_s
+        self.startup_grace_s = startup_grace_s
         self.warmed: Warmup | None = None
         self.book = AlertBook(registry, rng)
         self.pipeline = pipeline.build_pipeline()
@@ -163,17 +171,48 @@ class AlertingEngine:
             gather_url=f"{base}/api/v1/webhooks/twilio/voice" if base else None,
             on_failed=self._on_failed,
             sent=self.stats.notifications,
+            may_send=lease.valid if lease is not None else None,
         )
+        # What people do while this process stands by goes to the book and the queue the
+        # active instance carries out (as an API without an engine does).
+        self._standby_commands = commands.BookCommands(registry, clock, ack_timeout_s)
+        if lease is not None:
+            self.book.fence = lease.fence
 
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
         """Warm the rules from stored history, open what happened while nothing ran,
-        resume pending deliveries; the scheduler then starts calling :meth:`tick`."""
-        if self.influx is not None:
-            with self._lock:
-                self._warm_up()
+        resume pending deliveries; the scheduler then starts calling :meth:`tick`. With a
+        lease held by another process: stand by (each tick tries to take it over)."""
         self.delivery.start()
+        if self.lease is None or self.lease.try_acquire():
+            self._lead()
+        else:
+            log.info("alerting stands by: the lease is held by another instance")
+
+    @property
+    def leading(self) -> bool:
+        """This process evaluates, escalates and sends (no lease, or it holds it)."""
+        return self._leading
+
+    def _lead(self) -> None:
+        """Become the active instance: rules rebuilt and warmed from history (whatever
+        happened, or stopped happening, while another instance or none was active), then
+        the alert book's pending messages and escalations resumed."""
+        with self._lock:
+            self._leading = True
+            if self.lease is not None:  # a takeover: the registry may have moved on
+                self.rules = self._load(None)
+            if self.influx is not None:
+                self._warm_up()
+        self.delivery.resume_pending()
+
+    def _step_down(self, why: str) -> None:
+        if self._leading:
+            log.error("alerting stands by: %s", why)
+        self._leading = False
+        self.stats.health.lease(leader=False)
 
     def _warm_up(self) -> None:
         """Replay recent history through fresh rules and reconcile them with the alert book
@@ -188,7 +227,7 @@ class AlertingEngine:
             return
         booked = [_condition_of(a) for a in self.book.alerts(open_only=True, limit=100_000)]
         missing = warmup.reconcile(rules, booked, round(now * 1000))
-        rules.resume(now + warmup.STARTUP_GRACE_S)
+        rules.resume(now + self.startup_grace_s)
         self.rules = rules
         log.info(
             "alerting warmed with %d stored observations of the last %.0f h; %d condition(s) "
@@ -200,8 +239,10 @@ class AlertingEngine:
             self._run_due()
 
     def stop(self) -> None:
-        """Finish what delivery has due, then stop."""
+        """Finish what delivery has due, then stop (and hand the lease over at once)."""
         self.delivery.stop()
+        if self.lease is not None and self._leading:
+            self.lease.release()
 
     def _load(self, previous: RuleEngine | None, *, restore: bool = True) -> RuleEngine:
         """(Re)build configuration and rules from the registry and the open alerts,
@@ -239,8 +280,11 @@ class AlertingEngine:
     # -- inputs -----------------------------------------------------------------------
 
     def observe(self, observations: Iterable[Any]) -> None:
-        """Evaluate stored observations (``ingest.pipeline.Observation``) at once."""
-        with self._lock:
+        """Evaluate stored observations (``ingest.pipeline.Observation``) at once (a
+        standby drops them: they are in InfluxDB, and its warm-up reads them there)."""
+        if not self._leading:
+            return
+        with self._lock, self._fenced():
             transitions: list[Transition] = []
             for o in observations:
                 transitions += self.rules.observe(
@@ -254,11 +298,28 @@ class AlertingEngine:
                 self._save_episodes()
 
     def tick(self) -> None:
-        """Commands queued by an API in another process, time-based rules, due
-        escalation steps, and retries of alert_event writes."""
+        """The lease first (renewed, taken over, or lost); then, when active, commands
+        queued by an API in another process, time-based rules, due escalation steps, and
+        retries of alert_event writes."""
+        renewed = self.lease is None  # no lease: a lone engine leads, each tick a heartbeat
+        if self.lease is not None:
+            try:
+                held = renewed = self.lease.try_acquire()
+            except DatabaseError as exc:  # the registry is unreachable: so is the lease
+                log.warning("lease not renewed: %s", exc)
+                held = self.lease.valid()
+            if held and not self._leading:
+                self._lead()
+            elif not held:
+                self._step_down("the lease is held by another instance")
+        health = self.stats.health
+        health.lease(leader=self._leading, heartbeat_at=self.clock.time() if renewed else None)
+        if not self._leading:
+            health.ticked(self.clock.time())  # a standby ticks too (the watchdog asks)
+            return
         self.reload_if_changed()
         self.run_commands()
-        with self._lock:
+        with self._lock, self._fenced():
             now = self.clock.time()
             probe = self.ingest_connected
             if probe is None or probe():
@@ -274,9 +335,16 @@ class AlertingEngine:
             )
             self._run_due()
             self._flush_events()
-            # No lease yet: a lone engine always leads, and heartbeats on every tick.
-            self.stats.health.lease(leader=True, heartbeat_at=now)
-            self.stats.health.ticked(self.clock.time())
+        health.ticked(self.clock.time())
+
+    @contextmanager
+    def _fenced(self) -> Iterator[None]:
+        """Run leader work; a write refused for a lost lease makes this process stand by
+        (what it had decided is the new leader's to decide again)."""
+        try:
+            yield
+        except LeaseLost as exc:
+            self._step_down(str(exc))
 
     def _save_episodes(self) -> None:
         """Persist newly learned defrost episodes (a few per asset and day)."""
@@ -285,7 +353,7 @@ class AlertingEngine:
             self.book.record_defrost_episodes(
                 episodes, forget_before=self.clock.time() - LEARN_HISTORY_S
             )
-        except sqlite3.Error:  # learning survives in memory; the next restart relearns
+        except DatabaseError:  # learning survives in memory; the next restart relearns
             log.exception("could not save %d learned defrost episodes", len(episodes))
 
     # -- transitions -> alerts --------------------------------------------------------
@@ -515,6 +583,8 @@ class AlertingEngine:
 
     def acknowledge(self, alert: Alert, *, by: str, via: str, note: str = "") -> Alert:
         """Stop the escalation of ``alert`` (re-escalates after the ack timeout)."""
+        if not self._leading:
+            return self._standby_commands.acknowledge(alert, by=by, via=via, note=note)
         with self._lock:
             now = self.clock.time()
             acked = self.book.acknowledge(
@@ -526,6 +596,8 @@ class AlertingEngine:
 
     def resolve(self, alert: Alert, *, by: str, note: str) -> Alert:
         """Resolve by hand; if the problem is still there, the rules open a new alert."""
+        if not self._leading:
+            return self._standby_commands.resolve(alert, by=by, note=note)
         with self._lock:
             now = self.clock.time()
             resolved = self.book.resolve(alert, now, by=by, note=note)
@@ -587,6 +659,8 @@ class AlertingEngine:
 
     def handle_status(self, provider_id: str, status: str, error_code: str | None) -> bool:
         """A delivery status callback; failed/undelivered fall back like a send error."""
+        if not self._leading:
+            return self._standby_commands.handle_status(provider_id, status, error_code)
         note = self.book.notification_by_provider(provider_id)
         if note is None:
             return False

@@ -8,10 +8,11 @@ the systemd watchdog (coldchain/systemd.py) asks :meth:`AlertingHealth.healthy`.
 
 Who calls what:
 
-- :meth:`~AlertingHealth.lease` by whoever holds leadership: today the engine, always
-  leader, on every tick; with an active/standby lease, the lease object on each renewal
-  (``leader=True``) and when it loses or yields it (``leader=False``);
-- :meth:`~AlertingHealth.ticked` by the engine at the end of each tick;
+- :meth:`~AlertingHealth.lease` by the engine on every tick, after trying the lease
+  (alerting/lease.py): leader or standby, with a heartbeat when the lease was renewed (or
+  when there is no lease: a lone engine always leads), and ``leader=False`` when a
+  fenced write finds the lease lost;
+- :meth:`~AlertingHealth.ticked` by the engine at the end of each tick, standby or not;
 - :meth:`~AlertingHealth.batch_evaluated` by whoever feeds the engine observations (the
   in-process pump, or ``coldchain alerting``'s MQTT handler), with the time since the
   batch became durable in ingest;

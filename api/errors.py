@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from core.db import IntegrityError
 from core.errors import (
     InfluxConfigError,
     InfluxError,
@@ -143,5 +143,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Unprocessable, on_unprocessable)
     app.add_exception_handler(NotFound, on_not_found)
     app.add_exception_handler(RegistryError, on_conflict)
-    app.add_exception_handler(sqlite3.IntegrityError, on_integrity)
+    app.add_exception_handler(IntegrityError, on_integrity)
     app.add_exception_handler(InfluxError, on_influx)

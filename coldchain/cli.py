@@ -189,13 +189,14 @@ def cmd_alerting(_args: argparse.Namespace, settings: Settings) -> int:
             log.exception("undecodable observation batch on %s", topic)
         else:
             engine.observe(batch)
-            lag = None if durable_at is None else time.time() - durable_at
-            health.batch_evaluated(len(batch), lag)
+            if engine.leading:  # a standby drops them
+                lag = None if durable_at is None else time.time() - durable_at
+                health.batch_evaluated(len(batch), lag)
         holder[0].ack(token)  # evaluated (or unusable): the broker may forget it
 
     source = MqttSource(
         settings.mqtt,
-        "coldchain-alerting",
+        f"coldchain-alerting-{settings.instance_name}",
         [observations.TOPIC],
         handle,
         receive_maximum=100,
@@ -281,7 +282,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         registry = Registry(settings.db)
         counts = registry.import_chain(scenario.full_chain())
         registry.close()
-        print(f"seeded {settings.db}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        print(f"seeded {_where(settings)}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     speed = None if args.speed == "max" else float(args.speed)
     publisher = Publisher(settings.mqtt, f"coldchain-sim-{scenario.name}"[:64])
     publisher.connect()
@@ -385,6 +386,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 # -- registry tools -------------------------------------------------------------------
 
 
+def _where(settings: Settings) -> str:
+    """The registry as it may be printed (a URL's password hidden)."""
+    from core.settings import redact_url
+
+    return redact_url(str(settings.db))
+
+
 def _registry(settings: Settings) -> Any:
     from core.registry import Registry
 
@@ -397,7 +405,10 @@ def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
 
     chain = load_chain(Path(args.file))
     counts = _registry(settings).import_chain(chain)
-    print(", ".join(f"{n} {kind}" for kind, n in counts.items()) + f" imported into {settings.db}")
+    print(
+        ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        + f" imported into {_where(settings)}"
+    )
     return 0
 
 
@@ -537,7 +548,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     sensors: list[RegisteredSensor] = []
     seen: dict[str, str] = {}
     if not args.no_registry:
-        if not settings.db.exists():
+        if settings.db_is_file and not Path(settings.db).exists():
             raise ConfigError(
                 f"registry {settings.db} not found (COLDCHAIN_DB); "
                 "use --no-registry to write the ACL from --devices alone"

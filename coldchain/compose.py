@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerting.engine import AlertingEngine
+from alerting.lease import Lease
 from alerting.notifiers.base import Notifier
 from alerting.notifiers.console import ConsoleNotifier
 from alerting.scheduler import TICK_INTERVAL_S, Scheduler
@@ -62,7 +63,9 @@ def make_engine(
     notifier: Notifier | None = None,
     metrics: MetricsRegistry | None = None,
 ) -> AlertingEngine:
-    """The alerting engine for ``settings``, on a registry connection of its own."""
+    """The alerting engine for ``settings``, on a registry connection of its own, active
+    while it holds the alerting lease (alerting/lease.py) under ``settings.instance``."""
+    lease = Lease(Registry(settings.db), settings.instance_name, clock, ttl_s=settings.lease_ttl)
     return AlertingEngine(
         Registry(settings.db),
         notifier or make_notifier(settings),
@@ -71,7 +74,9 @@ def make_engine(
         public_url=settings.public_url,
         ack_timeout_s=settings.ack_timeout,
         warmup_s=settings.warmup,
+        startup_grace_s=settings.startup_grace,
         metrics=metrics,
+        lease=lease,
     )
 
 
@@ -118,7 +123,8 @@ class ObservationPump:
                     return
                 durable_at, batch = item
                 self.engine.observe(batch)
-                health.batch_evaluated(len(batch), time.monotonic() - durable_at)
+                if self.engine.leading:  # a standby drops them
+                    health.batch_evaluated(len(batch), time.monotonic() - durable_at)
             except Exception:  # the pump must outlive a bug in one batch
                 log.exception("alerting failed on a batch of %d observations",
                               len(item[1]) if item else 0)  # fmt: skip

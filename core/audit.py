@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # core.db imports nothing of this module, but keeps audit light to import
+    from core.db import Database, Transaction
 
 GENESIS = "0" * 64
 
@@ -41,7 +43,7 @@ def _canonical(detail: dict[str, Any]) -> str:
 
 
 def append(
-    conn: sqlite3.Connection,
+    conn: Transaction,
     *,
     at: float,
     actor: str,
@@ -63,7 +65,7 @@ def append(
 
 
 def entries(
-    conn: sqlite3.Connection, *, after_id: int = 0, limit: int = 1000, subject: str | None = None
+    db: Database, *, after_id: int = 0, limit: int = 1000, subject: str | None = None
 ) -> list[AuditEntry]:
     """Entries in order, optionally for one subject."""
     sql = "SELECT * FROM audit WHERE id > ?"
@@ -75,15 +77,15 @@ def entries(
     args.append(limit)
     return [
         AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7])
-        for r in conn.execute(sql, args).fetchall()
+        for r in db.query(sql, args)
     ]
 
 
-def verify(conn: sqlite3.Connection) -> tuple[bool, int | None, int]:
+def verify(db: Database) -> tuple[bool, int | None, int]:
     """Walk the chain. Returns (intact, id of the first bad entry or None, entries checked)."""
     prev = GENESIS
     checked = 0
-    for row in conn.execute(
+    for row in db.query(
         "SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit ORDER BY id"
     ):
         ident, at, actor, action, subject, detail, prev_hash, digest = row

@@ -15,14 +15,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,150 +28,12 @@ from pydantic import BaseModel
 
 from core import audit
 from core.chain import Asset, Chain, Contact, Policy, Sensor, Store
+from core.db import Database, Row, Transaction
 from core.errors import NotFound, RegistryError
+from core.migrations import ENTITY_TABLES, migrate
 
 _M = TypeVar("_M", bound=BaseModel)
 
-# The chain's entity tables: what ingest, alerting and the API configure themselves from.
-ENTITY_TABLES = ("stores", "assets", "sensors", "contacts", "policies")
-
-
-def _changed(table: str) -> str:
-    """The WHEN clause of an entity table's update trigger: the row really changed."""
-    columns = {"assets": ["store"], "sensors": ["asset", "retired_at"]}.get(table, [])
-    return "WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in ["doc", *columns]) + " "
-
-
-# Each migration is a script of ';'-separated statements, or a list of statements (for
-# statements that contain ';' themselves, such as triggers).
-_MIGRATIONS: list[str | list[str]] = [
-    # 1: the chain and the ingest side tables
-    """
-    CREATE TABLE stores (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-    CREATE TABLE assets (
-        id TEXT PRIMARY KEY, store TEXT NOT NULL REFERENCES stores(id), doc TEXT NOT NULL);
-    CREATE INDEX assets_store ON assets(store);
-    CREATE TABLE sensors (
-        id TEXT PRIMARY KEY, asset TEXT NOT NULL REFERENCES assets(id), doc TEXT NOT NULL,
-        retired_at REAL);
-    CREATE INDEX sensors_asset ON sensors(asset);
-    CREATE TABLE contacts (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-    CREATE TABLE policies (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-    CREATE TABLE discovered_devices (
-        device_id TEXT PRIMARY KEY, family TEXT NOT NULL, first_seen REAL NOT NULL,
-        last_seen REAL NOT NULL, messages INTEGER NOT NULL, sensors TEXT NOT NULL,
-        last_topic TEXT NOT NULL, last_payload TEXT NOT NULL);
-    CREATE TABLE dead_letters (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, reason TEXT NOT NULL,
-        family TEXT, topic TEXT NOT NULL, payload TEXT NOT NULL, detail TEXT NOT NULL);
-    CREATE INDEX dead_letters_at ON dead_letters(at);
-    CREATE INDEX dead_letters_reason ON dead_letters(reason);
-    """,
-    # 2: alerting: alerts with their frozen escalation, notifications, silences, audit
-    """
-    CREATE TABLE alerts (
-        id TEXT PRIMARY KEY, key TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
-        stage TEXT NOT NULL, store TEXT NOT NULL, asset TEXT, sensor TEXT, device TEXT,
-        state TEXT NOT NULL, ack_code TEXT NOT NULL, opened_at REAL NOT NULL,
-        updated_at REAL NOT NULL, since REAL NOT NULL, acked_at REAL, acked_by TEXT,
-        ack_via TEXT, ack_note TEXT, resolved_at REAL, resolved_by TEXT, resolve_note TEXT,
-        policy TEXT NOT NULL, step INTEGER NOT NULL, repeats INTEGER NOT NULL,
-        level INTEGER NOT NULL, next_at REAL, value REAL, limit_value REAL,
-        explanation TEXT NOT NULL);
-    CREATE UNIQUE INDEX alerts_open_key ON alerts(key) WHERE state != 'resolved';
-    CREATE UNIQUE INDEX alerts_open_code ON alerts(ack_code) WHERE state != 'resolved';
-    CREATE INDEX alerts_store ON alerts(store, state);
-    CREATE INDEX alerts_due ON alerts(state, next_at);
-    CREATE TABLE notifications (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, alert_ids TEXT NOT NULL, store TEXT NOT NULL,
-        step INTEGER, purpose TEXT NOT NULL, contact TEXT NOT NULL, phone TEXT NOT NULL,
-        channel TEXT NOT NULL, language TEXT NOT NULL, body TEXT NOT NULL,
-        status TEXT NOT NULL,
-        provider_id TEXT, error TEXT, attempts INTEGER NOT NULL,
-        created_at REAL NOT NULL, updated_at REAL NOT NULL);
-    CREATE INDEX notifications_status ON notifications(status);
-    CREATE INDEX notifications_provider ON notifications(provider_id);
-    CREATE TABLE silences (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, store TEXT, asset TEXT, sensor TEXT,
-        starts REAL NOT NULL, ends REAL NOT NULL, reason TEXT NOT NULL,
-        created_by TEXT NOT NULL, created_at REAL NOT NULL);
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
-        action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
-        prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
-    """,
-    # 3: API keys (only a hash of the secret is stored; see Registry.create_api_key)
-    """
-    CREATE TABLE api_keys (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, stores TEXT NOT NULL,
-        hash TEXT NOT NULL, created_at REAL NOT NULL, revoked_at REAL);
-    """,
-    # 4: lookups that stay cheap as history grows: an alert's notifications (was a scan of
-    # every notification ever sent) and alerts by kind (the pipeline reads open outages,
-    # doors and stalls, and recently resolved ones, at every escalation round)
-    """
-    CREATE TABLE notification_alerts (
-        alert_id TEXT NOT NULL, notification_id INTEGER NOT NULL,
-        PRIMARY KEY (alert_id, notification_id)) WITHOUT ROWID;
-    INSERT OR IGNORE INTO notification_alerts(alert_id, notification_id)
-        SELECT j.value, n.id FROM notifications AS n, json_each(n.alert_ids) AS j;
-    CREATE INDEX alerts_kind ON alerts(kind, state, resolved_at);
-    """,
-    # 5: defrost-like rises alerting learned from (alerting.rules.defrost.Learned), so that a
-    # restart keeps the learned defrost windows instead of relearning them for two days
-    """
-    CREATE TABLE defrost_episodes (
-        asset TEXT NOT NULL, start REAL NOT NULL, duration REAL NOT NULL,
-        PRIMARY KEY (asset, start)) WITHOUT ROWID;
-    CREATE INDEX defrost_episodes_start ON defrost_episodes(start);
-    """,
-    # 6: a version per entity table, moved by triggers in the writing transaction whatever
-    # connection writes, and only when a row really changes (an unchanged re-import moves
-    # nothing). Consumers (the ingest index, alerting, the API's layouts) reload on it;
-    # SQLite's PRAGMA data_version moved on every commit by another connection, dead
-    # letters and audit rows included, and each move reset every excursion budget.
-    [
-        "CREATE TABLE entity_versions (entity TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-        *(f"INSERT INTO entity_versions VALUES ('{table}', 0)" for table in ENTITY_TABLES),
-        *(
-            f"CREATE TRIGGER {table}_{event.lower()}_version AFTER {event} ON {table} "
-            f"{_changed(table) if event == 'UPDATE' else ''}BEGIN UPDATE entity_versions "
-            f"SET version = version + 1 WHERE entity = '{table}'; END"
-            for table in ENTITY_TABLES
-            for event in ("INSERT", "UPDATE", "DELETE")
-        ),
-    ],
-    # 7: commands for the alerting process from an API running without it (split mode):
-    # resolved messages to send, late delivery failures to fall back from
-    # (alerting/commands.py); done_at is set once the engine carried one out
-    """
-    CREATE TABLE alert_commands (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, alert_id TEXT,
-        payload TEXT NOT NULL, done_at REAL);
-    CREATE INDEX alert_commands_pending ON alert_commands(done_at, id);
-    """,
-    # 8: what a device said that was not stored, listed with it (issue 12): ignored
-    # messages by reason ({"reason": count}) and the last one's detail, payload keys decoded
-    # but not stored, and the quantities each sensor id was seen with (which ids a
-    # technician may register, and whether a bare device id is ambiguous)
-    """
-    ALTER TABLE discovered_devices ADD COLUMN ignored TEXT NOT NULL DEFAULT '{}';
-    ALTER TABLE discovered_devices ADD COLUMN last_ignored TEXT NOT NULL DEFAULT '';
-    ALTER TABLE discovered_devices ADD COLUMN unused TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE discovered_devices ADD COLUMN quantities TEXT NOT NULL DEFAULT '{}';
-    """,
-    # 9: inbound SMS already handled (Twilio MessageSid), so a replayed webhook does
-    # nothing (alerting/book.py INBOUND_KEEP_S)
-    """
-    CREATE TABLE inbound_messages (
-        id TEXT PRIMARY KEY, sender TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
-    CREATE INDEX inbound_messages_at ON inbound_messages(at);
-    """,
-    # 10: discovered devices are kept most recent first and pruned beyond DISCOVERED_KEEP
-    """
-    CREATE INDEX discovered_devices_last_seen ON discovered_devices(last_seen);
-    """,
-]
 
 # File mode of the registry database (and so of its WAL files): read and write for the
 # service account only.
@@ -352,69 +211,32 @@ class Registry:
     """Thread-safe access to the registry database."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Owner only: it holds phone numbers, key hashes and the audit log. SQLite
-            # gives its -wal and -shm files the database file's mode. Created empty with
-            # that mode when new; never opened here when it exists: closing any descriptor
-            # of a file drops every POSIX lock this process holds on it, including those
-            # of the other connections' SQLite (seen: "disk I/O error").
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, REGISTRY_MODE))
-            elif self.path.stat().st_mode & 0o777 != REGISTRY_MODE:
-                self.path.chmod(REGISTRY_MODE)
-        self._conn = sqlite3.connect(
-            str(path), timeout=10.0, check_same_thread=False, isolation_level=None
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA busy_timeout=10000")
-            self._migrate()
+        """Open (and migrate) the registry at ``path``: a SQLite file, or a
+        ``postgresql://`` URL (core/db.py)."""
+        self.db = Database(path)
+        self.path = self.db.path or Path(str(path))
+        migrate(self.db)
 
     def close(self) -> None:
         """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _migrate(self) -> None:
-        # The version is read inside the write transaction: processes starting together on
-        # an older registry (split mode under systemd) take turns, and each migration runs
-        # once; a process that waited finds it done.
-        while True:
-            with self.transaction():
-                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-                if version >= len(_MIGRATIONS):
-                    return
-                script = _MIGRATIONS[version]
-                statements = script.split(";") if isinstance(script, str) else script
-                for statement in statements:
-                    if statement.strip():
-                        self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version={version + 1}")
+    @property
+    def url(self) -> str:
+        """What the registry was opened with (a path or a URL; never shown: it may hold a
+        password)."""
+        return self.db.url
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``), committed on success."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A write transaction, serialized with every other writer (SQLite's ``BEGIN
+        IMMEDIATE``, PostgreSQL's advisory lock), committed on success."""
+        return self.db.transaction()
 
-    def query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[Row]:
         """Run one read statement (rows support ``row["column"]``)."""
-        with self._lock:
-            return self._conn.execute(sql, tuple(args)).fetchall()
+        return self.db.query(sql, args)
 
     def entity_version(self, *tables: str) -> int:
         """A number that grows whenever a row of the named entity tables (default: all of
@@ -429,11 +251,9 @@ class Registry:
         if unknown:
             raise ValueError(f"not entity tables: {sorted(unknown)}")
         marks = ",".join("?" * len(wanted))
-        with self._lock:
-            row = self._conn.execute(
-                f"SELECT sum(version) FROM entity_versions WHERE entity IN ({marks})",
-                tuple(wanted),
-            ).fetchone()
+        [row] = self.db.query(
+            f"SELECT sum(version) FROM entity_versions WHERE entity IN ({marks})", wanted
+        )
         return int(row[0] or 0)
 
     # -- chain entities ---------------------------------------------------------------
@@ -488,11 +308,11 @@ class Registry:
         return counts
 
     @staticmethod
-    def _check_exists(conn: sqlite3.Connection, table: str, ident: str, what: str) -> None:
+    def _check_exists(conn: Transaction, table: str, ident: str, what: str) -> None:
         if conn.execute(f"SELECT 1 FROM {table} WHERE id=?", (ident,)).fetchone() is None:
             raise NotFound(f"{what}: unknown {table[:-1]} {ident!r}")
 
-    def _upsert_sensor(self, conn: sqlite3.Connection, sensor: Sensor) -> None:
+    def _upsert_sensor(self, conn: Transaction, sensor: Sensor) -> None:
         self._check_exists(conn, "assets", sensor.asset, f"sensor {sensor.id}")
         conn.execute(
             "INSERT INTO sensors(id, asset, doc, retired_at) VALUES (?, ?, ?, NULL) "
@@ -560,10 +380,11 @@ class Registry:
         with self.transaction() as conn:
             row = conn.execute("SELECT asset FROM sensors WHERE id=?", (sensor.id,)).fetchone()
             self._upsert_sensor(conn, sensor)
-            change = "created" if row is None else "moved" if row[0] != sensor.asset else "updated"
+            was = None if row is None else str(row[0])
+            change = "created" if was is None else "moved" if was != sensor.asset else "updated"
             detail: dict[str, Any] = sensor.model_dump(mode="json")
             if change == "moved":
-                detail["from_asset"] = row[0]
+                detail["from_asset"] = was
             action = {"created": "create", "moved": "move", "updated": "update"}[change]
             audit.append(
                 conn, at=_stamp(at), actor=actor, action=f"sensor.{action}", subject=sensor.id,
@@ -643,7 +464,7 @@ class Registry:
         with self.transaction() as conn:
             self._check_exists(conn, table, ident, "delete")
             for sql, what in blockers:
-                count = int(conn.execute(sql, (ident,)).fetchone()[0])
+                [(count,)] = conn.execute(sql, (ident,)).fetchall()
                 if count:
                     raise RegistryError(f"{kind} {ident!r} is still used by {count} {what}")
             conn.execute(f"DELETE FROM {table} WHERE id=?", (ident,))
@@ -705,14 +526,15 @@ class Registry:
 
     def delete_policy(self, policy_id: str, *, actor: str = "cli", at: float | None = None) -> None:
         """Delete a policy no store or asset names. Raises RegistryError when in use."""
+        policy = self.db.json_field("doc", "policy")
         self._delete(
             "policies",
             policy_id,
             actor,
             at,
             [
-                ("SELECT count(*) FROM stores WHERE json_extract(doc, '$.policy')=?", "store(s)"),
-                ("SELECT count(*) FROM assets WHERE json_extract(doc, '$.policy')=?", "asset(s)"),
+                (f"SELECT count(*) FROM stores WHERE {policy}=?", "store(s)"),
+                (f"SELECT count(*) FROM assets WHERE {policy}=?", "asset(s)"),
             ],
         )
 
@@ -829,13 +651,11 @@ class Registry:
         self, *, after_id: int = 0, limit: int = 1000, subject: str | None = None
     ) -> list[audit.AuditEntry]:
         """Audit entries in order (see :mod:`core.audit`)."""
-        with self._lock:
-            return audit.entries(self._conn, after_id=after_id, limit=limit, subject=subject)
+        return audit.entries(self.db, after_id=after_id, limit=limit, subject=subject)
 
     def audit_verify(self) -> tuple[bool, int | None, int]:
         """Check the audit hash chain: (intact, first bad id, entries checked)."""
-        with self._lock:
-            return audit.verify(self._conn)
+        return audit.verify(self.db)
 
     # -- discovered devices -----------------------------------------------------------
 
@@ -871,13 +691,15 @@ class Registry:
                     "messages, sensors, last_topic, last_payload, ignored, last_ignored, "
                     "unused, quantities) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT(device_id) DO UPDATE SET family=excluded.family, "
-                    "last_seen=max(last_seen, excluded.last_seen), "
-                    "messages=messages+excluded.messages, sensors=excluded.sensors, "
+                    "last_seen=CASE WHEN excluded.last_seen > discovered_devices.last_seen "
+                    "THEN excluded.last_seen ELSE discovered_devices.last_seen END, "
+                    "messages=discovered_devices.messages+excluded.messages, "
+                    "sensors=excluded.sensors, "
                     "last_topic=excluded.last_topic, last_payload=excluded.last_payload, "
                     "ignored=excluded.ignored, unused=excluded.unused, "
                     "quantities=excluded.quantities, last_ignored=CASE "
                     "WHEN excluded.last_ignored != '' THEN excluded.last_ignored "
-                    "ELSE last_ignored END",
+                    "ELSE discovered_devices.last_ignored END",
                     (
                         d.device_id,
                         d.family,
@@ -895,8 +717,8 @@ class Registry:
                 )
             # Bounded: beyond DISCOVERED_KEEP the least recently seen go (a flood's ids).
             conn.execute(
-                "DELETE FROM discovered_devices WHERE device_id IN (SELECT device_id FROM "
-                "discovered_devices ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                "DELETE FROM discovered_devices WHERE last_seen < (SELECT last_seen FROM "
+                "discovered_devices ORDER BY last_seen DESC LIMIT 1 OFFSET ?)",
                 (DISCOVERED_KEEP,),
             )
 
@@ -1024,7 +846,7 @@ class Registry:
         return {r["reason"]: int(r["n"]) for r in rows}
 
 
-def _api_key(row: sqlite3.Row) -> ApiKey:
+def _api_key(row: Row) -> ApiKey:
     return ApiKey(
         id=row["id"],
         name=row["name"],

@@ -8,6 +8,7 @@ and never echoes a secret.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,9 @@ ENV_NAMES: dict[str, str] = {
     "publish_observations": "COLDCHAIN_PUBLISH_OBSERVATIONS",
     "ack_timeout": "COLDCHAIN_ACK_TIMEOUT",
     "warmup": "COLDCHAIN_WARMUP",
+    "instance": "COLDCHAIN_INSTANCE",
+    "lease_ttl": "COLDCHAIN_LEASE_TTL",
+    "startup_grace": "COLDCHAIN_STARTUP_GRACE",
     "api_public_docs": "COLDCHAIN_API_PUBLIC_DOCS",
     "api_public_metrics": "COLDCHAIN_API_PUBLIC_METRICS",
     "metrics_bind": "COLDCHAIN_METRICS_BIND",
@@ -84,7 +88,9 @@ class Settings(BaseModel):
     influx_api: Literal["v1", "v2"] = "v1"
     influx_org: str | None = None
     influx_bucket: str | None = None
-    db: Path = Path("coldchain.sqlite3")
+    # The registry: a SQLite file path (one host) or a postgresql://user:password@host/db
+    # URL (processes on several hosts, an alerting standby; core/db.py).
+    db: Path | str = "coldchain.sqlite3"
     api_bind: str = "127.0.0.1:8000"
     spool_dir: Path = Path("var/spool")
     # 1 GiB holds ~10 M points (about 10 h of 300 stores x 40 sensors at 1/min x 10 quantities);
@@ -116,6 +122,18 @@ class Settings(BaseModel):
     # budget and timer (alerting/warmup.py WARMUP_S says why 6 h). Shorter and a slow
     # excursion that began before it restarts its budget; longer costs start-up time.
     warmup: Duration = 6 * 3600.0
+    # This process's name among its peers: the alerting lease's holder and the alerting
+    # MQTT session (coldchain-alerting-<instance>). Unique per process (two alerting
+    # processes with one name take the lease from each other); stable across restarts (a
+    # restarted process resumes its own lease and MQTT session). Default: the host name.
+    instance: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,64}$")
+    # The alerting lease (alerting/lease.py LEASE_TTL_S says why 10 s): a standby takes
+    # over this long after the active instance stops renewing it.
+    lease_ttl: Duration = 10.0
+    # After becoming active, absence (a silent sensor, a quiet store) is judged only this
+    # long later, while the broker delivers what it kept (alerting/warmup.py
+    # STARTUP_GRACE_S says why 60 s).
+    startup_grace: Duration = 60.0
     # /docs and /openapi.json without a key. Convenient on a private network; set false
     # when the API is reachable from outside (they list every route and schema).
     api_public_docs: bool = True
@@ -130,6 +148,24 @@ class Settings(BaseModel):
     # which one died (docs/operations.md, section 8). Keep it on loopback or a private
     # network: counts tell an attacker what traffic and failures the chain sees.
     metrics_bind: str | None = None
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _check_db(cls, value: object) -> Path | str:
+        text = str(value)
+        if "://" in text and not text.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a file path or a postgresql:// URL")
+        return text
+
+    @property
+    def instance_name(self) -> str:
+        """``instance``, or the host name when it is not set."""
+        return self.instance or socket.gethostname()
+
+    @property
+    def db_is_file(self) -> bool:
+        """The registry is a SQLite file (not a PostgreSQL URL)."""
+        return "://" not in str(self.db)
 
     @field_validator("mqtt_url")
     @classmethod

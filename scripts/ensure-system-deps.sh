@@ -13,6 +13,8 @@ command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || need+=(influxdb
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 # Headless Chromium renders the HTML HACCP report to a screenshot (tests/reports).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# PostgreSQL 15 (initdb, pg_ctl, postgres): the registry's shared backend in tests.
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -16,13 +16,13 @@ for clients that prefix everything, under ``/api/v1`` too (not repeated in the s
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.context import Ctx
 from api.schemas import Health, Readiness
+from core.db import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def readyz(ctx: Ctx) -> JSONResponse:
     try:
         ctx.deps.registry.query("SELECT 1")
         checks["registry"] = "ok"
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         log.warning("readiness: registry: %s", exc)
         checks["registry"] = "down"
     checks["influxdb"] = "ok" if ctx.deps.influx.ping() else "down"

@@ -4,13 +4,14 @@ the lease heartbeat moves with ticks, and the in-process queue shows a blocked p
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from alerting.engine import AlertingEngine
+from alerting.lease import Lease
 from alerting.notifiers.console import ConsoleNotifier
 from coldchain.compose import OBSERVATION_QUEUE_BATCHES, ObservationPump
 from core.chain import parse_chain
@@ -113,3 +114,49 @@ def test_the_queue_depth_shows_a_blocked_pump_and_the_lag_its_wait(host: Engine)
         assert families["coldchain_alerting_observations_evaluated"].value() == 4
     finally:
         pump.stop()
+
+
+def test_the_lease_moves_the_leader_gauge_and_only_the_holder_heartbeats(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite3")
+    Registry(path).import_chain(parse_chain(CHAIN))
+    clock = ManualClock(START)
+    monotonic = {"one": [1000.0], "two": [1000.0]}
+    hosts: dict[str, tuple[AlertingEngine, MetricsRegistry]] = {}
+
+    def own_clock(name: str) -> Callable[[], float]:
+        return lambda: monotonic[name][0]
+
+    for name in monotonic:
+        lease = Lease(Registry(path), name, clock, monotonic=own_clock(name), ttl_s=90.0)
+        metrics = MetricsRegistry()
+        engine = AlertingEngine(Registry(path), ConsoleNotifier(out=lambda _line: None), clock,
+                                lease=lease, metrics=metrics)  # fmt: skip
+        engine.start()
+        hosts[name] = (engine, metrics)
+
+    def gauges(name: str) -> tuple[float | None, float | None]:
+        families = parse(hosts[name][1].render())
+        heartbeat = families["coldchain_alerting_lease_heartbeat_timestamp_seconds"]
+        return families["coldchain_alerting_is_leader"].value(), heartbeat.value()
+
+    def minute(names: list[str]) -> None:
+        clock.advance(60)
+        for name in names:
+            monotonic[name][0] += 1
+            hosts[name][0].tick()
+
+    try:
+        minute(["one", "two"])
+        assert gauges("one") == (1, START.timestamp() + 60)
+        assert gauges("two") == (0, 0)  # standing by: never renewed
+        for _ in range(3):  # one hangs; two takes over once the lease expires
+            minute(["two"])
+        assert gauges("two") == (1, START.timestamp() + 240)
+        monotonic["one"][0] += 600
+        minute(["one", "two"])  # one wakes up: the lease is two's
+        assert gauges("one") == (0, START.timestamp() + 60)  # its last renewal, stale
+        assert gauges("two") == (1, START.timestamp() + 300)
+        assert hosts["one"][0].stats.health.healthy()  # a standby still ticks
+    finally:
+        for engine, _ in hosts.values():
+            engine.stop()

@@ -13,8 +13,8 @@ from core.registry import PAYLOAD_KEEP_BYTES, DiscoveredDevice, Registry, payloa
 GOOD = Path(__file__).parent / "testdata" / "chain" / "good.yaml"
 
 
-def test_import_is_idempotent_and_export_round_trips(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "r.sqlite3")
+def test_import_is_idempotent_and_export_round_trips(any_registry: str) -> None:
+    registry = Registry(any_registry)
     chain = load_chain(GOOD)
     registry.import_chain(chain)
     registry.import_chain(chain)
@@ -25,16 +25,16 @@ def test_import_is_idempotent_and_export_round_trips(tmp_path: Path) -> None:
     assert dump_chain(registry.export_chain()) == dump_chain(exported)
 
 
-def test_sensor_infos_denormalise_store_and_timezone(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "r.sqlite3")
+def test_sensor_infos_denormalise_store_and_timezone(any_registry: str) -> None:
+    registry = Registry(any_registry)
     registry.import_chain(load_chain(GOOD))
     info = registry.sensor_infos()["cc-s042-dc1"]
     assert (info.store, info.asset, info.asset_type) == ("s042", "s042-dc1", "dairy_case")
     assert (info.offset, info.interval_s, info.timezone) == (-0.3, 60.0, "America/Guatemala")
 
 
-def test_moving_and_retiring_a_sensor(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "r.sqlite3")
+def test_moving_and_retiring_a_sensor(any_registry: str) -> None:
+    registry = Registry(any_registry)
     registry.import_chain(load_chain(GOOD))
     before = registry.entity_version()
     registry.add_sensor(Sensor(id="cc-s042-dc1", asset="s042-wic1"))
@@ -48,18 +48,18 @@ def test_moving_and_retiring_a_sensor(tmp_path: Path) -> None:
         registry.add_sensor(Sensor(id="x", asset="nope"))
 
 
-def test_another_connection_sees_changes(tmp_path: Path) -> None:
-    one, two = Registry(tmp_path / "r.sqlite3"), Registry(tmp_path / "r.sqlite3")
+def test_another_connection_sees_changes(any_registry: str) -> None:
+    one, two = Registry(any_registry), Registry(any_registry)
     version = two.entity_version()
     one.import_chain(load_chain(GOOD))
     assert two.entity_version() > version
     assert len(two.sensor_infos()) == 2
 
 
-def test_entity_version_moves_only_for_real_entity_changes(tmp_path: Path) -> None:
+def test_entity_version_moves_only_for_real_entity_changes(any_registry: str) -> None:
     """Side-table writes by any connection leave it alone (they used to move PRAGMA
     data_version and reset every excursion budget); each entity table counts apart."""
-    one, two = Registry(tmp_path / "r.sqlite3"), Registry(tmp_path / "r.sqlite3")
+    one, two = Registry(any_registry), Registry(any_registry)
     chain = load_chain(GOOD)
     one.import_chain(chain)
     version = two.entity_version()
@@ -79,8 +79,8 @@ def test_entity_version_moves_only_for_real_entity_changes(tmp_path: Path) -> No
         two.entity_version("dead_letters")
 
 
-def test_discovered_merges_and_hides_registered_sensors(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "r.sqlite3")
+def test_discovered_merges_and_hides_registered_sensors(any_registry: str) -> None:
+    registry = Registry(any_registry)
     registry.import_chain(load_chain(GOOD))
     seen = DiscoveredDevice(
         "tasmota-s042-wic1", "tasmota", 1.0, 2.0, 3, ["tasmota-s042-wic1:DS18B20-2"], "t", "p"
@@ -107,11 +107,11 @@ def test_an_older_registry_is_migrated_with_its_notification_history(tmp_path: P
     import sqlite3
 
     from alerting.book import AlertBook
-    from core.registry import _MIGRATIONS
+    from core.migrations.legacy import MIGRATIONS
 
     path = tmp_path / "r.sqlite3"
     conn = sqlite3.connect(path)
-    for script in _MIGRATIONS[:3]:
+    for script in MIGRATIONS[:3]:
         assert isinstance(script, str)
         conn.executescript(script)
     conn.execute("PRAGMA user_version=3")
@@ -126,3 +126,37 @@ def test_an_older_registry_is_migrated_with_its_notification_history(tmp_path: P
     book = AlertBook(Registry(path))
     assert [n.alert_ids for n in book.notifications(alert_id="a2")] == [["a1", "a2"]]
     assert book.notifications(alert_id="a3") == []
+
+
+def test_timestamps_come_back_exact_on_both_backends(any_registry: str) -> None:
+    """PostgreSQL's REAL is 4 bytes: a 2026 epoch time came back up to 64 s off. Every
+    time column is double precision on both backends."""
+    registry = Registry(any_registry)
+    at = 1_795_000_123.456789
+    registry.add_dead_letters([(at, "bad_json", None, "t", "{", "x")])
+    [letter] = registry.dead_letters()
+    assert letter.at == at
+    registry.create_api_key("oncall", at=at)
+    assert registry.api_keys()[0].created_at == at
+    registry.close()
+
+
+def test_the_audit_chain_stays_linear_with_writers_in_parallel(any_registry: str) -> None:
+    """Several connections (processes, in production) appending at once: one chain."""
+    import threading
+
+    writers = [Registry(any_registry) for _ in range(4)]
+
+    def write(registry: Registry, n: int) -> None:
+        for i in range(25):
+            registry.create_api_key("oncall", name=f"w{n}-{i}")
+
+    threads = [threading.Thread(target=write, args=(r, n)) for n, r in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    intact, bad, checked = writers[0].audit_verify()
+    assert (intact, bad, checked) == (True, None, 100)
+    for registry in writers:
+        registry.close()

@@ -30,7 +30,7 @@ CHAIN = {
 }
 
 
-def make_registry(path: Path) -> Registry:
+def make_registry(path: Path | str) -> Registry:
     """A registry holding :data:`CHAIN`."""
     registry = Registry(path)
     registry.import_chain(parse_chain(CHAIN))

@@ -47,7 +47,7 @@ def _chain(devices: int) -> Chain:
     )
 
 
-def _registry(path: Path, devices: int) -> Registry:
+def _registry(path: Path | str, devices: int) -> Registry:
     registry = Registry(path)
     registry.import_chain(_chain(devices))
     return registry
