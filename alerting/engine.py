@@ -56,6 +56,7 @@ from alerting.conditions import (
 )
 from alerting.delivery import Delivery
 from alerting.escalation import Place
+from alerting.health import AlertingHealth
 from alerting.lease import Lease, LeaseLost
 from alerting.notifiers.base import Notifier
 from alerting.rules import RuleEngine
@@ -115,6 +116,7 @@ class AlertingStats:
         self.event_errors = m.add(
             Counter("coldchain_alert_event_write_errors_total", "alert_event writes that failed")
         )
+        self.health = AlertingHealth(m)  # lease, ticks, evaluation lag (alerting/health.py)
 
 
 def _stage_level(stage: str) -> int:
@@ -210,6 +212,7 @@ class AlertingEngine:
         if self._leading:
             log.error("alerting stands by: %s", why)
         self._leading = False
+        self.stats.health.lease(leader=False)
 
     def _warm_up(self) -> None:
         """Replay recent history through fresh rules and reconcile them with the alert book
@@ -298,9 +301,10 @@ class AlertingEngine:
         """The lease first (renewed, taken over, or lost); then, when active, commands
         queued by an API in another process, time-based rules, due escalation steps, and
         retries of alert_event writes."""
+        renewed = self.lease is None  # no lease: a lone engine leads, each tick a heartbeat
         if self.lease is not None:
             try:
-                held = self.lease.try_acquire()
+                held = renewed = self.lease.try_acquire()
             except DatabaseError as exc:  # the registry is unreachable: so is the lease
                 log.warning("lease not renewed: %s", exc)
                 held = self.lease.valid()
@@ -308,7 +312,10 @@ class AlertingEngine:
                 self._lead()
             elif not held:
                 self._step_down("the lease is held by another instance")
+        health = self.stats.health
+        health.lease(leader=self._leading, heartbeat_at=self.clock.time() if renewed else None)
         if not self._leading:
+            health.ticked(self.clock.time())  # a standby ticks too (the watchdog asks)
             return
         self.reload_if_changed()
         self.run_commands()
@@ -328,6 +335,7 @@ class AlertingEngine:
             )
             self._run_due()
             self._flush_events()
+        health.ticked(self.clock.time())
 
     @contextmanager
     def _fenced(self) -> Iterator[None]:

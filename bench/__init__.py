@@ -17,6 +17,7 @@ BENCHMARKS = {
     "alerting": "bench.alerting",
     "simulate": "bench.simulate",
     "api": "bench.api",
+    "metrics": "bench.metrics",
 }
 
 

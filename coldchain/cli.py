@@ -55,10 +55,56 @@ def wait_for_signal(stop: threading.Event | None = None) -> None:
 # -- services -------------------------------------------------------------------------
 
 
+class _Supervision:
+    """What every long-running command does around its services: ``/metrics`` on
+    ``COLDCHAIN_METRICS_BIND`` (if set), and systemd's ready, stopping and watchdog
+    notifications (coldchain/systemd.py), the watchdog asking ``healthy``."""
+
+    def __init__(
+        self, settings: Settings, metrics: Any, kind: str, healthy: Callable[[], bool]
+    ) -> None:
+        from coldchain.systemd import SystemdNotifier, Watchdog
+        from core.metrics import MetricsServer
+
+        metrics.describe_process(kind)
+        where = settings.metrics_host_port
+        self.server = MetricsServer(metrics, *where) if where is not None else None
+        self.notifier = SystemdNotifier()
+        self.watchdog = Watchdog(self.notifier, healthy)
+
+    def serve(self) -> None:
+        """Open the metrics listener (before the services start: a taken port stops the
+        command at once, naming the setting)."""
+        if self.server is None:
+            return
+        try:
+            self.server.start()
+        except OSError as exc:
+            raise ConfigError(f"COLDCHAIN_METRICS_BIND: cannot listen there: {exc}") from None
+
+    def ready(self) -> None:
+        """The services run: tell systemd, start the watchdog pings."""
+        self.notifier.ready()
+        self.watchdog.start()
+
+    def stopping(self) -> None:
+        """Tell systemd the drain has begun; no more watchdog pings."""
+        self.notifier.stopping()
+        self.watchdog.stop()
+
+    def close(self) -> None:
+        """Close the metrics listener (last: the drain stays observable)."""
+        if self.server is not None:
+            self.server.stop()
+
+
 def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
     """Run the MQTT ingester until SIGTERM/SIGINT."""
+    import time
+
     from core.clock import SystemClock
     from core.influx import connect
+    from core.metrics import Registry as MetricsRegistry
     from core.registry import Registry
     from ingest import observations
     from ingest.pipeline import Observation
@@ -70,18 +116,28 @@ def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
     holder: list[Ingester] = []
 
     def publish(batch: list[Observation]) -> None:
-        holder[0].source.publish(observations.TOPIC, observations.encode(batch))
+        # Durable now: alerting measures its evaluation lag from this (alerting/health.py).
+        payload = observations.encode(batch, durable_at=time.time())
+        holder[0].source.publish(observations.TOPIC, payload)
 
     on_durable = publish if settings.publish_observations else None
-    ingester = Ingester(settings, registry, store, SystemClock(), on_durable=on_durable)
+    metrics = MetricsRegistry()
+    ingester = Ingester(
+        settings, registry, store, SystemClock(), metrics=metrics, on_durable=on_durable
+    )
     holder.append(ingester)
+    supervision = _Supervision(settings, metrics, "ingest", ingester.writer.alive)
+    supervision.serve()
     ingester.start()
     try:
+        supervision.ready()
         wait_for_signal()
     finally:
+        supervision.stopping()
         ingester.stop()
         store.close()
         registry.close()
+        supervision.close()
     return 0
 
 
@@ -91,34 +147,51 @@ def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
     from core.clock import SystemClock
 
     stack = build_stack(settings, SystemClock())
+
+    def healthy() -> bool:
+        return stack.engine.stats.health.healthy() and stack.ingester.writer.alive()
+
+    supervision = _Supervision(settings, stack.metrics, "run", healthy)
+    supervision.serve()
     stack.start()
     try:
+        supervision.ready()
         wait_for_signal()
     finally:
+        supervision.stopping()
         stack.stop()
+        supervision.close()
     return 0
 
 
 def cmd_alerting(_args: argparse.Namespace, settings: Settings) -> int:
     """Run alerting alone, fed by `coldchain ingest` over MQTT (publish_observations)."""
+    import time
+
     from alerting.scheduler import Scheduler
     from coldchain.compose import make_engine
     from core.clock import SystemClock
     from core.influx import connect
+    from core.metrics import Registry as MetricsRegistry
     from ingest import observations
     from ingest.mqtt import AckToken, MqttSource
 
     influx = connect(settings)
-    engine = make_engine(settings, SystemClock(), influx)
+    metrics = MetricsRegistry()
+    engine = make_engine(settings, SystemClock(), influx, metrics=metrics)
+    health = engine.stats.health
     holder: list[MqttSource] = []
 
     def handle(topic: str, payload: bytes, _retained: bool, token: AckToken) -> None:
         try:
-            batch = observations.decode(payload)
+            batch, durable_at = observations.decode_timed(payload)
         except ValueError:
             log.exception("undecodable observation batch on %s", topic)
         else:
             engine.observe(batch)
+            if engine.leading:  # a standby drops them
+                lag = None if durable_at is None else time.time() - durable_at
+                health.batch_evaluated(len(batch), lag)
         holder[0].ack(token)  # evaluated (or unusable): the broker may forget it
 
     source = MqttSource(
@@ -130,17 +203,22 @@ def cmd_alerting(_args: argparse.Namespace, settings: Settings) -> int:
     )
     holder.append(source)
     scheduler = Scheduler(engine.tick)
+    supervision = _Supervision(settings, metrics, "alerting", health.healthy)
+    supervision.serve()
     engine.start()
     scheduler.start()
     source.start()
     try:
+        supervision.ready()
         wait_for_signal()
     finally:
+        supervision.stopping()
         source.pause()
         source.stop()
         scheduler.stop()
         engine.stop()
         influx.close()
+        supervision.close()
     return 0
 
 
@@ -241,23 +319,29 @@ def cmd_api(_args: argparse.Namespace, settings: Settings) -> int:
 
     stop = threading.Event()
     influx = connect(settings)
+    metrics = MetricsRegistry()
     deps = ApiDeps(
         settings=settings,
         registry=Registry(settings.db),
         influx=influx,
         engine=None,
         clock=SystemClock(),
-        metrics=MetricsRegistry(),
+        metrics=metrics,
     )
     host, port = settings.api_host_port
     server = threading.Thread(target=serve, args=(deps, host, port, stop), daemon=True)
+    supervision = _Supervision(settings, metrics, "api", server.is_alive)
+    supervision.serve()
     server.start()
     try:
+        supervision.ready()
         wait_for_signal(stop)
     finally:
+        supervision.stopping()
         stop.set()
         server.join(30)
         influx.close()
+        supervision.close()
     return 0
 
 
@@ -559,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry_commands(sub)
     _add_broker_commands(sub)
 
-    p = add("bench", cmd_bench, "run a benchmark (ingest, alerting, simulate, api)")
+    p = add("bench", cmd_bench, "run a benchmark (ingest, alerting, simulate, api, metrics)")
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark options")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,16 +81,25 @@ def make_engine(
 
 
 class ObservationPump:
-    """Moves durable observations from the ingest writer to the alerting engine."""
+    """Moves durable observations from the ingest writer to the alerting engine.
+
+    Its depth (``coldchain_alerting_queued_batches``) and the time from ``put`` to the end
+    of evaluation (``coldchain_alerting_evaluation_lag_seconds``) are what the monitoring
+    rules watch (alerting/health.py).
+    """
 
     def __init__(self, engine: AlertingEngine) -> None:
         self.engine = engine
-        self._queue: queue.Queue[list[Observation] | None] = queue.Queue(OBSERVATION_QUEUE_BATCHES)
+        # (monotonic time the batch became durable, the batch); None stops the thread.
+        self._queue: queue.Queue[tuple[float, list[Observation]] | None] = queue.Queue(
+            OBSERVATION_QUEUE_BATCHES
+        )
         self._thread = threading.Thread(target=self._run, name="alerting-pump", daemon=True)
+        engine.stats.health.watch_queue(self._queue.qsize, OBSERVATION_QUEUE_BATCHES)
 
     def put(self, batch: list[Observation]) -> None:
         """Called by the ingest writer once a batch is durable (blocks when full)."""
-        self._queue.put(batch)
+        self._queue.put((time.monotonic(), batch))
 
     def start(self) -> None:
         """Start the thread."""
@@ -105,14 +115,19 @@ class ObservationPump:
         self._queue.join()
 
     def _run(self) -> None:
+        health = self.engine.stats.health
         while True:
-            batch = self._queue.get()
+            item = self._queue.get()
             try:
-                if batch is None:
+                if item is None:
                     return
+                durable_at, batch = item
                 self.engine.observe(batch)
+                if self.engine.leading:  # a standby drops them
+                    health.batch_evaluated(len(batch), time.monotonic() - durable_at)
             except Exception:  # the pump must outlive a bug in one batch
-                log.exception("alerting failed on a batch of %d observations", len(batch or []))
+                log.exception("alerting failed on a batch of %d observations",
+                              len(item[1]) if item else 0)  # fmt: skip
             finally:
                 self._queue.task_done()
 

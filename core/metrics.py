@@ -1,174 +1,330 @@
-"""Counters, gauges and histograms with Prometheus text exposition.
+"""Counters, gauges and histograms for ``/metrics``: the one import site of prometheus-client.
 
-Small on purpose: labelled counters are dicts keyed by label tuples, updated under one
-lock; rendering produces the text format of ``/metrics``. ``snapshot()`` gives a plain
-dict for tests, the CLI and the demo summary.
+The small API the rest of the code uses (``Counter(...).inc(*labels, amount=)``,
+``.value(*labels)``, ``.total()``, ``Gauge.set``, ``Histogram.observe``, ``Registry.add``,
+``render()``) sits on prometheus-client's own metric objects; prometheus-client writes the
+exposition (text format 0.0.4, escaping, OpenMetrics when asked) and serves it
+(:class:`MetricsServer`, for the processes without the API).
+
+Cost on the hot path: ingest makes a few metric calls per message. A labelled
+``inc`` looks its series up in a dict of prometheus-client children kept here (its own
+``labels()`` takes a lock and builds a tuple each call, 3x the cost), so a call costs
+what the hand-written dict counter did (``coldchain bench metrics``; figures in
+docs/performance.md).
+
+One registry per process, one port per process: prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``) is not used. It is built for pre-forked workers behind one
+port (gunicorn); coldchain's processes each have an address, so Prometheus scrapes each
+and its ``up`` tells which one died, which an aggregate served by a survivor cannot. It
+would also double the cost of every increment (an mmap write under a global lock) and
+disable the callback gauges queue depths are made of (docs/operations.md, section 8.1).
 """
 
 from __future__ import annotations
 
-import bisect
+import logging
 import math
+import os
 import threading
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, TypeVar
+
+import prometheus_client as prom  # noqa: TID251 - the one import site
+from prometheus_client import parser as prom_parser  # noqa: TID251
+from prometheus_client.registry import CollectorRegistry  # noqa: TID251
+
+log = logging.getLogger(__name__)
+
+# ``_created`` series (one more sample per counter and histogram series, holding its
+# creation time) double the exposition and no query of ours reads them.
+prom.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-class _Metric:
-    kind = "untyped"
+class Counter:
+    """A monotonically increasing count, optionally labelled."""
 
     def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
         self.name = name
         self.help = help_text
         self.labelnames = tuple(labelnames)
-        self._lock = threading.Lock()
-
-    def render(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-
-
-class Counter(_Metric):
-    """A monotonically increasing count, optionally labelled."""
-
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
+        self._metric = prom.Counter(name, help_text, self.labelnames, registry=None)
+        # Label values -> prometheus-client child: the hot path's one dict lookup.
+        self._children: dict[tuple[str, ...], prom.Counter] = {}
+        if not self.labelnames:
+            self._children[()] = self._metric
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
         """Add ``amount`` to the series with these label values."""
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0.0) + amount
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*labels)
+        child.inc(amount)
 
     def value(self, *labels: str) -> float:
         """The current value of one series (0 when never incremented)."""
-        with self._lock:
-            return self._values.get(labels, 0.0)
+        return self.items().get(labels, 0.0)
 
     def total(self) -> float:
         """Sum over all label values."""
-        with self._lock:
-            return sum(self._values.values())
+        return sum(self.items().values())
 
     def items(self) -> dict[tuple[str, ...], float]:
         """A copy of every series."""
-        with self._lock:
-            return dict(self._values)
-
-    def render(self) -> list[str]:
-        lines = super().render()
-        for labels, value in sorted(self.items().items()):
-            lines.append(f"{self.name}{_labels(self.labelnames, labels)} {value:g}")
-        return lines
+        return {
+            tuple(s.labels[n] for n in self.labelnames): s.value
+            for s in _samples(self._metric)
+            if s.name == f"{self.name.removesuffix('_total')}_total"
+        }
 
 
-class Gauge(_Metric):
-    """A value that goes up and down, set directly or read from a callback."""
+class Gauge:
+    """A value that goes up and down: set directly, or read from a callback at scrape time.
 
-    kind = "gauge"
+    An unlabelled gauge keeps its value in a plain attribute that prometheus-client reads
+    at scrape time (its ``set_function``): ``set`` is then an attribute store, 8x cheaper
+    than prometheus-client's locked ``set``, and ingest stamps one per message.
+    Labelled gauges take their label values after the value: ``g.set(1, "ingest")``.
+    """
 
-    def __init__(self, name: str, help_text: str, read: Callable[[], float] | None = None) -> None:
-        super().__init__(name, help_text)
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        read: Callable[[], float] | None = None,
+        labelnames: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.help = help_text
+        self.labelnames = tuple(labelnames)
+        self._metric = prom.Gauge(name, help_text, self.labelnames, registry=None)
         self._value = 0.0
-        self._read = read
+        self._read: Callable[[], float] | None = None
+        if not self.labelnames:
+            self.read_from(read or self._stored)
 
-    def set(self, value: float) -> None:
-        """Set the value."""
-        self._value = value
+    def _stored(self) -> float:
+        return self._value
 
-    def value(self) -> float:
-        """The current value."""
-        return self._read() if self._read is not None else self._value
+    def read_from(self, read: Callable[[], float]) -> None:
+        """Take the value from ``read`` at every scrape (a queue's length, say). A ``read``
+        that raises shows NaN (and is logged) rather than failing the whole scrape."""
 
-    def render(self) -> list[str]:
-        return [*super().render(), f"{self.name} {self.value():g}"]
+        def safe() -> float:
+            try:
+                return float(read())
+            except Exception:  # a broken probe must not hide every other metric
+                log.exception("metric %s: reading the value failed", self.name)
+                return math.nan
+
+        self._read = safe
+        self._metric.set_function(safe)
+
+    def set(self, value: float, *labels: str) -> None:
+        """Set the value (of the series with these label values)."""
+        if labels:
+            self._metric.labels(*labels).set(value)
+        else:
+            self._value = value
+
+    def value(self, *labels: str) -> float:
+        """The current value (of the series with these label values; 0 when unset)."""
+        if not labels and self._read is not None:
+            return self._read()
+        for s in _samples(self._metric):
+            if tuple(s.labels.get(n, "") for n in self.labelnames) == labels:
+                return float(s.value)
+        return 0.0
 
 
-class Histogram(_Metric):
+class Histogram:
     """Observations in fixed buckets (seconds), with quantile estimates for reports."""
 
-    kind = "histogram"
-
     def __init__(self, name: str, help_text: str, buckets: Sequence[float]) -> None:
-        super().__init__(name, help_text)
+        self.name = name
+        self.help = help_text
         self.buckets = tuple(sorted(buckets))
-        self._counts = [0] * (len(self.buckets) + 1)
-        self._sum = 0.0
-        self._count = 0
+        self._metric = prom.Histogram(name, help_text, buckets=self.buckets, registry=None)
 
     def observe(self, value: float, count: int = 1) -> None:
         """Record ``count`` observations of ``value``."""
-        index = bisect.bisect_left(self.buckets, value)
-        with self._lock:
-            self._counts[index] += count
-            self._sum += value * count
-            self._count += count
+        for _ in range(count):
+            self._metric.observe(value)
+
+    def _cumulative(self) -> tuple[list[float], float]:
+        """Cumulative counts per bucket (``+Inf`` last) and the sum."""
+        counts: list[float] = []
+        summed = 0.0
+        for s in _samples(self._metric):
+            if s.name.endswith("_bucket"):
+                counts.append(s.value)
+            elif s.name.endswith("_sum"):
+                summed = s.value
+        return counts, summed
 
     @property
     def count(self) -> int:
         """How many observations."""
-        return self._count
+        counts, _ = self._cumulative()
+        return int(counts[-1]) if counts else 0
 
     def quantile(self, q: float) -> float:
         """The upper bound of the bucket holding quantile ``q`` (NaN when empty)."""
-        with self._lock:
-            counts, total = list(self._counts), self._count
+        counts, _ = self._cumulative()
+        total = counts[-1] if counts else 0
         if total == 0:
             return math.nan
         rank = q * total
-        seen = 0
-        for index, count in enumerate(counts):
-            seen += count
+        for index, seen in enumerate(counts):
             if seen >= rank:
                 return self.buckets[index] if index < len(self.buckets) else math.inf
         return math.inf
 
-    def render(self) -> list[str]:
-        lines = super().render()
-        with self._lock:
-            counts, total, summed = list(self._counts), self._count, self._sum
-        running = 0
-        for bound, count in zip(self.buckets, counts, strict=False):
-            running += count
-            lines.append(f'{self.name}_bucket{{le="{bound:g}"}} {running}')
-        lines.append(f'{self.name}_bucket{{le="+Inf"}} {total}')
-        lines.append(f"{self.name}_sum {summed:g}")
-        lines.append(f"{self.name}_count {total}")
-        return lines
+
+_Metric = Counter | Gauge | Histogram
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 
-_M = TypeVar("_M", bound=_Metric)
+def _samples(metric: Any) -> Iterable[Any]:
+    for family in metric.collect():
+        yield from family.samples
 
 
 class Registry:
-    """A set of metrics rendered together."""
+    """A set of metrics rendered together: one per process (tests build many)."""
 
     def __init__(self) -> None:
-        self._metrics: list[_Metric] = []
+        self._registry = CollectorRegistry(auto_describe=True)
+        self._names: dict[str, _Metric] = {}
+        self._lock = threading.Lock()
 
     def add(self, metric: _M) -> _M:
-        """Register and return ``metric``."""
-        self._metrics.append(metric)
+        """Register and return ``metric``.
+
+        Raises:
+            ValueError: a metric of that name is already registered here (it would be
+                exposed twice, which Prometheus refuses).
+        """
+        with self._lock:
+            if metric.name in self._names:
+                raise ValueError(f"metric {metric.name} is already registered")
+            self._registry.register(metric._metric)
+            self._names[metric.name] = metric
         return metric
+
+    def get(self, name: str) -> _Metric | None:
+        """The metric registered under ``name``, if any."""
+        return self._names.get(name)
+
+    def describe_process(self, kind: str) -> None:
+        """Add what every long-running process exposes besides its own counters:
+        ``process_start_time_seconds``, CPU, memory and file descriptors
+        (prometheus-client's process collector, from /proc), and
+        ``coldchain_process_info{kind,version} 1`` saying which coldchain this is."""
+        with self._lock:
+            if "coldchain_process_info" in self._names:
+                return
+        prom.ProcessCollector(registry=self._registry)
+        info = self.add(
+            Gauge(
+                "coldchain_process_info",
+                "Which coldchain process this is (run, ingest, alerting, api) and its version",
+                labelnames=["kind", "version"],
+            )
+        )
+        info.set(1.0, kind, _version())
 
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""
-        lines: list[str] = []
-        for metric in self._metrics:
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
+        return prom.generate_latest(self._registry).decode()
+
+    @property
+    def collector(self) -> CollectorRegistry:
+        """The prometheus-client registry (for :class:`MetricsServer`)."""
+        return self._registry
+
+
+def _version() -> str:
+    try:
+        return metadata.version("coldchain")
+    except metadata.PackageNotFoundError:  # running from a source tree without install
+        return "unknown"
+
+
+class MetricsServer:
+    """``/metrics`` of one registry on an address of its own (``COLDCHAIN_METRICS_BIND``),
+    served by prometheus-client's threaded HTTP server.
+
+    Lifecycle as every component (STYLE.md §9): construct without I/O, :meth:`start`
+    binds (port 0 picks a free one: :attr:`port`), :meth:`stop` closes the socket.
+    """
+
+    def __init__(self, registry: Registry, host: str, port: int) -> None:
+        self.registry = registry
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread.
+
+        Raises:
+            OSError: the address is taken or cannot be bound.
+        """
+        if os.environ.get(MULTIPROC_ENV):
+            log.warning(
+                "%s is set but coldchain does not use multiprocess mode: each process serves "
+                "its own /metrics, and the variable only makes every increment also write "
+                "to a file there (docs/operations.md, section 8.1); unset it",
+                MULTIPROC_ENV,
+            )
+        self._server, self._thread = prom.start_http_server(
+            self.port, addr=self.host, registry=self.registry.collector
+        )
+        self.port = int(self._server.server_port)
+        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family as a Prometheus server parses it (tests, checks)."""
+
+    name: str
+    type: str
+    samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+
+    def value(self, sample: str | None = None, **labels: str) -> float | None:
+        """The value of the sample called ``sample`` (default: the family's own name, or
+        ``<name>_total`` for a counter) with exactly these labels, or None."""
+        wanted = sample or (f"{self.name}_total" if self.type == "counter" else self.name)
+        for name, have, value in self.samples:
+            if name == wanted and have == labels:
+                return value
+        return None
+
+
+def parse(text: str) -> dict[str, Family]:
+    """Parse an exposition with prometheus-client's own text parser (the one Prometheus'
+    format is checked against); raises ValueError on anything a scraper would refuse."""
+    families: dict[str, Family] = {}
+    for family in prom_parser.text_string_to_metric_families(text):
+        samples = [(s.name, dict(s.labels), float(s.value)) for s in family.samples]
+        families[family.name] = Family(family.name, family.type, samples)
+    return families
 
 
 # Latency buckets (seconds) from a few ms to minutes: spans the 2 s ingest target and the

@@ -54,6 +54,7 @@ ENV_NAMES: dict[str, str] = {
     "startup_grace": "COLDCHAIN_STARTUP_GRACE",
     "api_public_docs": "COLDCHAIN_API_PUBLIC_DOCS",
     "api_public_metrics": "COLDCHAIN_API_PUBLIC_METRICS",
+    "metrics_bind": "COLDCHAIN_METRICS_BIND",
 }
 
 
@@ -140,6 +141,13 @@ class Settings(BaseModel):
     # from outside: counters tell an attacker what traffic and failures the chain sees.
     # Prometheus then sends any key (authorization: credentials in its scrape config).
     api_public_metrics: bool = True
+    # HOST:PORT of a /metrics listener of this process's own (no authentication), for
+    # `coldchain ingest` and `coldchain alerting`, which have no API, and for `run` or `api`
+    # when the API's /metrics needs a key. Unset: no listener. Every process needs its own
+    # port (N ingest members on a host: one each): Prometheus scrapes each, so `up` says
+    # which one died (docs/operations.md, section 8). Keep it on loopback or a private
+    # network: counts tell an attacker what traffic and failures the chain sees.
+    metrics_bind: str | None = None
 
     @field_validator("db", mode="before")
     @classmethod
@@ -183,6 +191,17 @@ class Settings(BaseModel):
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8000")
         return value
 
+    @field_validator("metrics_bind")
+    @classmethod
+    def _check_metrics_bind(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        # Port 0: the system picks a free one, logged at start-up ("metrics on ...").
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9181")
+        return value
+
     @property
     def mqtt(self) -> MqttTarget:
         """The broker address and credentials."""
@@ -192,6 +211,14 @@ class Settings(BaseModel):
     def api_host_port(self) -> tuple[str, int]:
         """``api_bind`` split into host and port."""
         host, _, port = self.api_bind.rpartition(":")
+        return host, int(port)
+
+    @property
+    def metrics_host_port(self) -> tuple[str, int] | None:
+        """``metrics_bind`` split into host and port (None when unset)."""
+        if self.metrics_bind is None:
+            return None
+        host, _, port = self.metrics_bind.rpartition(":")
         return host, int(port)
 
     def redacted(self) -> dict[str, Any]:

@@ -5,6 +5,11 @@ In ``coldchain run`` observations pass in memory. Split across processes (DESIGN
 :data:`TOPIC`, and ``coldchain alerting`` consumes it with a persistent session of its
 own, so either side can restart without losing the other's work. A batch replayed after
 an ingest crash is harmless: the rules ignore readings that are not newer than the last.
+
+A batch is a JSON array of rows, or (since issue 14) an object ``{"durable_at": <unix
+s>, "rows": [...]}`` saying when ingest made it durable, from which alerting measures its
+evaluation lag. :func:`decode` reads both; an alerting process older than that reads
+only arrays, so upgrade (restart) alerting before ingest (docs/operations.md, section 10).
 """
 
 from __future__ import annotations
@@ -21,15 +26,30 @@ _FIELDS = ("kind", "ts_ms", "device", "sensor", "store", "asset", "asset_type", 
            "value", "code")  # fmt: skip
 
 
-def encode(batch: Sequence[Observation]) -> bytes:
-    """A compact JSON array of arrays (field order :data:`_FIELDS`)."""
+def encode(batch: Sequence[Observation], durable_at: float | None = None) -> bytes:
+    """A compact JSON array of arrays (field order :data:`_FIELDS`), inside an object with
+    ``durable_at`` when given."""
     rows = [[getattr(o, f) for f in _FIELDS] for o in batch]
-    return json.dumps(rows, separators=(",", ":")).encode()
+    body: Any = rows if durable_at is None else {"durable_at": durable_at, "rows": rows}
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def decode(payload: bytes) -> list[Observation]:
     """Inverse of :func:`encode`; raises ValueError on anything else."""
-    rows: Any = json.loads(payload)
+    return decode_timed(payload)[0]
+
+
+def decode_timed(payload: bytes) -> tuple[list[Observation], float | None]:
+    """The observations and when ingest made them durable (None when the batch does not
+    say); raises ValueError on anything but what :func:`encode` writes."""
+    body: Any = json.loads(payload)
+    durable_at = None
+    if isinstance(body, dict):
+        durable_at, rows = body.get("durable_at"), body.get("rows")
+        if not isinstance(durable_at, int | float) or isinstance(durable_at, bool):
+            raise ValueError("observation batch: durable_at must be a number")  # noqa: TRY004
+    else:
+        rows = body
     if not isinstance(rows, list):  # a wire-format error, like json's own ValueError
         raise ValueError("observation batch must be a JSON array")  # noqa: TRY004
     out = []
@@ -40,4 +60,4 @@ def decode(payload: bytes) -> list[Observation]:
         if data["quantity"] is not None:
             data["quantity"] = Quantity(data["quantity"])
         out.append(Observation(**data))
-    return out
+    return out, None if durable_at is None else float(durable_at)

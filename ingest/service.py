@@ -63,6 +63,11 @@ class Ingester:
             on_durable=on_durable,
             housekeeping=self._housekeeping,
         )
+        self.stats.watch_writer(
+            self.writer.depth,
+            inflight_limit=settings.max_inflight,
+            spool_limit=self.spool.max_bytes,
+        )
         self.pipeline = Pipeline(
             self.router,
             self.index,

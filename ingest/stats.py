@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from core.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram, Registry
 
 
@@ -105,3 +107,33 @@ class IngestStats:
         self.mqtt_connected = m.add(
             Gauge("coldchain_ingest_mqtt_connected", "1 while connected to the broker")
         )
+        # Read at scrape time from the writer (watch_writer): what waits to be durable.
+        self.unacked = m.add(
+            Gauge(
+                "coldchain_ingest_unacked_messages",
+                "Messages handed to the writer and not yet acknowledged (waiting to be "
+                "written or spooled); at coldchain_ingest_inflight_limit the broker waits",
+            )
+        )
+        self.pending_points = m.add(
+            Gauge("coldchain_ingest_pending_points", "Points waiting for the next batch")
+        )
+        self.inflight_limit = m.add(
+            Gauge(
+                "coldchain_ingest_inflight_limit",
+                "Unacknowledged messages the broker may send (COLDCHAIN_MAX_INFLIGHT)",
+            )
+        )
+        self.spool_limit = m.add(
+            Gauge("coldchain_ingest_spool_limit_bytes", "Spool bound (COLDCHAIN_SPOOL_MAX_MB)")
+        )
+
+    def watch_writer(
+        self, depth: Callable[[], tuple[int, int]], *, inflight_limit: int, spool_limit: int
+    ) -> None:
+        """Read the writer's queue at every scrape (``depth``: unacknowledged messages,
+        pending points) and state the bounds they are measured against."""
+        self.unacked.read_from(lambda: depth()[0])
+        self.pending_points.read_from(lambda: depth()[1])
+        self.inflight_limit.set(float(inflight_limit))
+        self.spool_limit.set(float(spool_limit))

@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 # recovering server; too long delays the drain after it is back.
 BACKOFF_MIN_S = 0.25
 BACKOFF_MAX_S = 10.0
+# The systemd watchdog withholds its ping when the writer loop has not turned for this
+# long (it turns at least every second, and every backoff while InfluxDB is away). Too
+# low and a slow write (a 413 bisected, a timeout or two) gets ingest killed mid-batch
+# (harmless: unacked messages are redelivered, but a restart costs seconds); too high and
+# a hung writer holds the whole in-flight window for that long before systemd restarts it.
+WRITER_STALL_S = 120.0
 
 
 @dataclass(slots=True)
@@ -101,6 +107,8 @@ class BatchWriter:
         self._backoff = BACKOFF_MIN_S
         self._retry_at = 0.0
         self._database_missing = False
+        self._in_hand = 0  # messages of the batch being written, not yet acknowledged
+        self.beat = time.monotonic()  # the loop's last turn (systemd watchdog)
         self._update_spool_gauges()
 
     # -- producer side ----------------------------------------------------------------
@@ -137,6 +145,17 @@ class BatchWriter:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def depth(self) -> tuple[int, int]:
+        """Messages not yet acknowledged (pending, and the batch being written) and lines
+        pending for the next batch (``/metrics``)."""
+        with self._cond:
+            return len(self._pending.tokens) + self._in_hand, len(self._pending.lines)
+
+    def alive(self, stall_s: float = WRITER_STALL_S) -> bool:
+        """The writer thread runs and its loop turned within ``stall_s`` (watchdog)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and time.monotonic() - self.beat < stall_s
+
     def flush_now(self) -> None:
         """Ask the thread to flush at once (tests, shutdown)."""
         with self._cond:
@@ -150,9 +169,12 @@ class BatchWriter:
         while True:
             with self._cond:
                 while not self._stopping and not self._due():
+                    self.beat = time.monotonic()
                     self._cond.wait(self._wait_time())
                 batch, self._pending = self._pending, Batch()
                 stopping = self._stopping
+                self._in_hand = len(batch.tokens)
+            self.beat = time.monotonic()
             try:
                 if batch.tokens:
                     self._flush(batch, stopping=stopping)
@@ -164,6 +186,7 @@ class BatchWriter:
                 log.exception("ingest writer failed; will retry")
                 self._stats.internal_errors.inc()
                 time.sleep(BACKOFF_MIN_S)
+            self._in_hand = 0
             if stopping:
                 return
 
@@ -187,6 +210,7 @@ class BatchWriter:
     def _flush(self, batch: Batch, *, stopping: bool) -> None:
         body = "\n".join(batch.lines).encode()
         while True:
+            self.beat = time.monotonic()  # waiting for room on the spool is alive
             if self._persist(body):
                 break
             if stopping:
@@ -200,6 +224,7 @@ class BatchWriter:
         for token in batch.tokens:
             self._ack(token)
         self._stats.acked.inc(amount=len(batch.tokens))
+        self._in_hand = 0
         now_s = self._clock.time()
         for ts in batch.ts_ms:
             self._stats.latency.observe(max(0.0, now_s - ts / 1000.0))

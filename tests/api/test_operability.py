@@ -53,9 +53,9 @@ def test_readyz_lists_what_is_down(
         dead.close()
 
 
-ACK_200 = 'coldchain_api_requests_total{method="POST",route="/api/v1/alerts/{alert_id}/ack",status="200"} 1'  # noqa: E501
+ACK_200 = 'coldchain_api_requests_total{method="POST",route="/api/v1/alerts/{alert_id}/ack",status="200"} 1.0'  # noqa: E501
 STORE_403 = (
-    'coldchain_api_requests_total{method="GET",route="/api/v1/stores/{store_id}",status="403"} 1'
+    'coldchain_api_requests_total{method="GET",route="/api/v1/stores/{store_id}",status="403"} 1.0'
 )
 
 
@@ -76,11 +76,11 @@ def test_metrics_are_prometheus_text_with_api_alerting_and_ingest_counters(
         for line in (
             ACK_200,
             STORE_403,
-            'coldchain_api_requests_total{method="GET",route="gate",status="401"} 1',
-            'coldchain_api_auth_failures_total{reason="missing"} 1',
-            'coldchain_alert_acks_total{via="api"} 1',
-            'coldchain_alerts_opened_total{kind="temperature"} 1',
-            'coldchain_ingest_messages_total{family="native"} 3',
+            'coldchain_api_requests_total{method="GET",route="gate",status="401"} 1.0',
+            'coldchain_api_auth_failures_total{reason="missing"} 1.0',
+            'coldchain_alert_acks_total{via="api"} 1.0',
+            'coldchain_alerts_opened_total{kind="temperature"} 1.0',
+            'coldchain_ingest_messages_total{family="native"} 3.0',
         ):
             assert line in text.splitlines(), line
         assert "# TYPE coldchain_api_request_duration_seconds histogram" in text

@@ -108,7 +108,7 @@ def test_ack_code_guessing_was_answered_and_told_live_codes_from_dead_ones(
     assert "reconocida" in ana.body
     metrics = api.anonymous.get("/metrics").text
     # 5 failures were answered (2 + 3 of the loop); the other 7 and the live one were not.
-    assert 'coldchain_api_inbound_refused_total{reason="throttled"} 8' in metrics
+    assert 'coldchain_api_inbound_refused_total{reason="throttled"} 8.0' in metrics
 
 
 def test_haccp_csv_carried_formulas_into_the_spreadsheet(api: Api) -> None:
