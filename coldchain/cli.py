@@ -117,8 +117,11 @@ def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
 
     def publish(batch: list[Observation]) -> None:
         # Durable now: alerting measures its evaluation lag from this (alerting/health.py).
-        payload = observations.encode(batch, durable_at=time.time())
-        holder[0].source.publish(observations.TOPIC, payload)
+        durable_at = time.time()
+        # In pieces that stay under the broker's max_packet_size (docs/operations.md).
+        for piece in observations.chunks(batch):
+            payload = observations.encode(piece, durable_at=durable_at)
+            holder[0].source.publish(observations.TOPIC, payload)
 
     on_durable = publish if settings.publish_observations else None
     metrics = MetricsRegistry()

@@ -1,25 +1,32 @@
 """The ingest service: MQTT source -> pipeline -> batch writer -> InfluxDB or spool.
 
-Lifecycle (STYLE.md §9): construct and validate without I/O; :meth:`Ingester.start`;
-:meth:`Ingester.stop` stops taking messages, writes or spools what is pending, sends the
-acknowledgements, then disconnects, leaving the persistent session on the broker.
+Lifecycle (STYLE.md §9): construct and validate without I/O; :meth:`Ingester.start`
+claims the client id and the spool (a second process with either is refused), then
+consumes; :meth:`Ingester.stop` stops taking messages, writes or spools what is pending,
+sends the acknowledgements, then disconnects, leaving the persistent session on the
+broker. In a share group (``COLDCHAIN_SHARE_GROUP``) each process is one member with its
+own client id, session and spool (docs/operations.md, "Several ingesters").
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import time
+import os
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core.clock import Clock
+from core.errors import ConfigError
 from core.influx import TimeSeriesStore
 from core.metrics import Registry as MetricsRegistry
-from core.registry import Registry
+from core.registry import Registry, payload_text
 from core.settings import Settings
 from devices import Router
 from ingest.index import SensorIndex
-from ingest.mqtt import MqttSource
+from ingest.mqtt import AckToken, MqttSource
 from ingest.pipeline import Observation, Pipeline
 from ingest.spool import Spool
 from ingest.stats import IngestStats
@@ -27,9 +34,38 @@ from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-# After the last batch is acked at shutdown, give paho's thread this long to put the
-# PUBACKs on the wire before disconnecting. Unsent acks only cause harmless redelivery.
-ACK_GRACE_S = 0.3
+
+class ClaimError(ConfigError):
+    """Another process on this host already runs an ingester with this client id or spool."""
+
+
+class _Claim:
+    """An exclusive lock on a file (flock), held while the ingester runs."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ClaimError(
+                f"{self.what} is in use by another running ingester ({self.path} is locked); "
+                "give each member its own COLDCHAIN_INGEST_MEMBER"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
 
 
 class Ingester:
@@ -47,13 +83,26 @@ class Ingester:
     ) -> None:
         self.settings = settings
         self.stats = IngestStats(metrics)
-        self.spool = Spool(settings.spool_dir, settings.spool_max_mb * 1024 * 1024)
+        self.clock = clock
+        self.client_id = settings.ingest_client_id
+        self.registry = registry
+        # Two processes with one client id take the broker session from each other; two
+        # with one spool folder overwrite each other's batches. Both are refused at start()
+        # on this host (all members run on the registry's host). The client id lock lives
+        # next to the registry because that is the one folder every member shares.
+        self._claims = [
+            _Claim(Path(f"{settings.db}.mqtt-{self.client_id}.lock"), f"id {self.client_id}"),
+            _Claim(settings.ingest_spool_dir / ".lock", f"spool {settings.ingest_spool_dir}"),
+        ]
+        self.spool = Spool(settings.ingest_spool_dir, settings.spool_max_mb * 1024 * 1024)
+        self._oversized: list[tuple[float, str, str | None, str, str, str]] = []
+        self._oversized_lock = threading.Lock()
         self.router = Router()
         self.index = SensorIndex(registry)
         self.writer = BatchWriter(
             store,
             self.spool,
-            self._ack,
+            self._ack_many,
             self.stats,
             clock,
             batch_size=settings.batch_size,
@@ -79,18 +128,39 @@ class Ingester:
         )
         self.source = MqttSource(
             settings.mqtt,
-            settings.mqtt_client_id,
+            self.client_id,
             self.router.subscriptions,
             self.pipeline.handle,
             receive_maximum=settings.max_inflight,
             on_connection_change=lambda up: self.stats.mqtt_connected.set(1.0 if up else 0.0),
+            max_payload=settings.max_payload_bytes,
+            on_oversized=self._on_oversized,
+            share_group=settings.share_group,
         )
 
-    def _ack(self, token: Any) -> None:
-        self.source.ack(token)
+    def _ack_many(self, tokens: list[Any]) -> None:
+        self.source.ack_many(tokens)
+
+    def _on_oversized(
+        self, topic: str, prefix: bytes, size: int, retained: bool, token: AckToken
+    ) -> None:
+        """A payload over the cap: dead-letter its start, acknowledge once that is stored."""
+        del retained
+        self.stats.dead_letters.inc("payload_too_large")
+        cap = self.settings.max_payload_bytes
+        detail = f"{size} bytes, over COLDCHAIN_MAX_PAYLOAD_BYTES={cap}"
+        text = payload_text(prefix)
+        row = (self.clock.time(), "payload_too_large", None, topic[:512], text, detail)
+        with self._oversized_lock:
+            self._oversized.append(row)
+        self.writer.submit([], token, None, [])
 
     def _before_ack(self) -> None:
         self.pipeline.flush_dead_letters()
+        with self._oversized_lock:
+            rows, self._oversized = self._oversized, []
+        if rows:
+            self.registry.add_dead_letters(rows)
 
     def _on_rejected(self, rejections: Any) -> None:
         self.pipeline.record_rejections(rejections)
@@ -99,7 +169,18 @@ class Ingester:
         self.pipeline.housekeeping()
 
     def start(self) -> None:
-        """Start writing, then start consuming."""
+        """Claim the client id and the spool, start writing, then start consuming.
+
+        Raises:
+            ClaimError: another ingester on this host runs with this client id or spool.
+        """
+        for n, claim in enumerate(self._claims):
+            try:
+                claim.acquire()
+            except ClaimError:
+                for held in self._claims[:n]:
+                    held.release()
+                raise
         self.writer.start()
         self.source.start()
         log.info("ingest started: %d topic filters", len(self.router.subscriptions))
@@ -113,8 +194,9 @@ class Ingester:
         self.source.pause()
         self.writer.stop()
         self.pipeline.housekeeping(force=True)
-        time.sleep(ACK_GRACE_S)
-        self.source.stop()
+        self.source.stop()  # sends the queued acknowledgements first
+        for claim in self._claims:
+            claim.release()
         log.info(
             "ingest stopped: %d messages, %d points written, %d batches on the spool",
             int(self.stats.messages.total()),
