@@ -115,7 +115,7 @@ _REASONS = {
     0x97: "quota exceeded", 0x9D: "server moved", 0x9E: "shared subscriptions not supported",
     0xA2: "wildcard subscriptions not supported",
 }  # fmt: skip
-_TAKEN_OVER = 0x8E
+_CLOSED = "closed by the broker"
 
 
 class MqttProtocolError(Exception):
@@ -277,6 +277,14 @@ class MqttSource:
         )
         self._lock = threading.Lock()  # guards the fields below shared with other threads
         self._generation = 0
+        # Bounded in-flight on our side too: the network thread stops reading while this
+        # many QoS 1 messages are unacknowledged. Mosquitto 2.0 with max_queued_messages 0
+        # (what we configure, so it never drops) stops enforcing Receive Maximum once acks
+        # flow (measured: tests/ingest/test_mqtt_source.py); TCP back-pressure then holds
+        # the rest on the broker. Received and acked counts of this connection:
+        self.receive_maximum = receive_maximum
+        self._handed = 0  # written by the network thread only
+        self._acked = 0  # written under the lock only
         self._out: list[bytes] = []  # bytes for the network thread to send, in order
         self._unacked: dict[int, tuple[str, bytes]] = {}  # own publishes by packet id
         self._window = threading.Condition(self._lock)
@@ -295,10 +303,13 @@ class MqttSource:
         self.subscribed = threading.Event()
         self.session_present = False
         self.connects = 0
+        # Connections the broker ended with "session taken over", or without a reason,
+        # which is how Mosquitto 2.0 ends the older of two connections with one id.
         self.takeovers = 0
         self.stale_acks_skipped = 0
         self.oversized = 0
         self.received = 0
+        self.redelivered = 0
         self.last_error = ""
 
     # -- lifecycle --------------------------------------------------------------------
@@ -359,6 +370,7 @@ class MqttSource:
                     continue
                 packets.append(pack(_PUBACK, 2, token & 0xFFFF))
             self.stale_acks_skipped += stale
+            self._acked += len(packets)
             if not packets:
                 return
             self._out.append(b"".join(packets))
@@ -398,6 +410,7 @@ class MqttSource:
 
     def _run(self) -> None:
         delay = RECONNECT_MIN_S
+        kicks = 0  # connections in a row that the broker closed without a reason
         while not self._stopping.is_set():
             try:
                 sock = self._open()
@@ -423,18 +436,26 @@ class MqttSource:
             if self._stopping.is_set():
                 return
             self.last_error = reason
-            if "taken over" in reason:
-                # Another client uses our id: a second member with the same id, or a
-                # restart racing the old process. Back off the most: two processes
-                # with one id would otherwise keep kicking each other off.
+            if "taken over" in reason or reason == _CLOSED:
+                # Mosquitto 2.0 ends the older connection of a client id without a reason
+                # when another client connects with the same id: two ingesters with one
+                # id kick each other off forever (96 times in 95 s, measured). Back off
+                # more after each such close in a row, and say why it probably happens.
                 self.takeovers += 1
-                log.error(
-                    "MQTT session %r taken over by another client with the same id; "
-                    "two ingesters must never share a client id (COLDCHAIN_INGEST_MEMBER)",
-                    self.client_id,
-                )
-                delay = RECONNECT_MAX_S
+                kicks += 1
+                delay = min(RECONNECT_MIN_S * 2**kicks, RECONNECT_MAX_S)
+                if kicks >= 2:
+                    log.error(
+                        "the broker keeps closing MQTT session %r (%d times in a row): "
+                        "probably another client with the same id; two ingesters must "
+                        "never share one (COLDCHAIN_INGEST_MEMBER)",
+                        self.client_id,
+                        kicks,
+                    )
+                else:
+                    log.warning("MQTT connection closed by the broker; reconnecting")
             else:
+                kicks = 0
                 log.warning("MQTT disconnected (%s); reconnecting", reason)
                 delay = RECONNECT_MIN_S
             self._stopping.wait(delay)
@@ -461,6 +482,7 @@ class MqttSource:
             raise
         with self._lock:
             self._generation += 1
+            self._handed = self._acked = 0
             self._skip = 0
             self._sub_mid = self._sub_mid % 65_535 + 1
             first = [
@@ -529,19 +551,26 @@ class MqttSource:
                         mid = self._sub_mid
                     sock.sendall(unsubscribe_packet(mid, self.filters))
                 sock.sendall(disconnect_packet(0 if self._leave else None))
+                _await_close(sock)
                 return "stopped"
             now = time.monotonic()
             due = (ping_at + KEEPALIVE_S) if ping_at else (last_out + KEEPALIVE_S / 2)
-            ready, _, _ = select.select([sock, wake], [], [], max(0.0, due - now))
+            # At the in-flight bound, only acks (via the wake) can make progress.
+            full = self._handed - self._acked >= self.receive_maximum
+            ready, _, _ = select.select(
+                [wake] if full else [sock, wake], [], [], max(0.0, due - now)
+            )
             if wake in ready:
                 with contextlib.suppress(OSError):
                     wake.recv(4096)
             if self._out and self._flush(sock):
                 last_out = time.monotonic()
+            if buf and not full and sock not in ready:
+                buf = self._parse(buf)  # held back at the bound; acks made room
             if sock in ready:
                 chunk = sock.recv(READ_SIZE)
                 if not chunk:
-                    return "closed by the broker"
+                    return _CLOSED
                 if isinstance(sock, ssl.SSLSocket):
                     while sock.pending():
                         chunk += sock.recv(READ_SIZE)
@@ -550,6 +579,8 @@ class MqttSource:
                     return self._gone
                 ping_at = 0.0  # anything from the broker proves the link
             now = time.monotonic()
+            if full:
+                ping_at = 0.0  # not reading: a PINGRESP would wait unread in the socket
             if ping_at and now - ping_at > KEEPALIVE_S:
                 return f"no answer from the broker within {KEEPALIVE_S} s"
             if not ping_at and now - last_out >= KEEPALIVE_S / 2:
@@ -576,6 +607,8 @@ class MqttSource:
         handler, topics, cap = self._handler, self._topics, self.max_payload
         accepting = self._accepting
         base = self._generation << 16
+        handed = 0
+        room = self.receive_maximum - (self._handed - self._acked)
         while i + 1 < n:
             first = data[i]
             size = data[i + 1]
@@ -586,13 +619,18 @@ class MqttSource:
                 except IndexError:
                     break
             end = j + size
+            if first & 0x06 and handed >= room and first & 0xF0 == _PUBLISH:
+                break  # at the in-flight bound: the rest waits for acknowledgements
             if end > n:
+                self._handed += handed
                 return self._partial(data, i, j, size)
             if first & 0xF0 != _PUBLISH:
                 self._control(first & 0xF0, data, j, end)
                 i = end
                 continue
             self.received += 1
+            if first & 0x08:
+                self.redelivered += 1  # DUP: resent after a reconnect
             k = j + 2 + ((data[j] << 8) | data[j + 1])
             topic_bytes = data[j + 2 : k]
             token = NO_ACK
@@ -600,22 +638,20 @@ class MqttSource:
                 if first & 0x06 != 0x02:
                     raise MqttProtocolError("QoS 2 PUBLISH on a QoS 1 subscription")
                 token = AckToken(base | (data[k] << 8) | data[k + 1])
+                handed += 1
                 k += 2
-            plen = data[k]
-            if plen < 0x80:
-                k += 1 + plen
-            else:
-                plen, k = _read_varint(data, k)
-                k += plen
+            plen = data[k]  # properties: skipped (none we need on a PUBLISH)
+            k = k + 1 + plen if plen < 0x80 else _after_block(data, k)
             topic = topics.get(topic_bytes) or self._topic(topic_bytes)
             if not accepting:
                 pass  # paused: left unacknowledged, the broker redelivers
             elif cap is not None and end - k > cap:
-                self._deliver_oversized(topic, data[k : k + OVERSIZE_PREFIX],
+                self._deliver_oversized(topic, data[k : min(end, k + OVERSIZE_PREFIX)],
                                         end - k, bool(first & 1), token)  # fmt: skip
             else:
                 handler(topic, data[k:end], bool(first & 1), token)
             i = end
+        self._handed += handed
         return data[i:] if i < n else b""
 
     def _skip_past(self, data: bytes) -> int:
@@ -633,7 +669,7 @@ class MqttSource:
         if size > self._hold_limit and data[i] & 0xF0 == _PUBLISH:
             if len(data) - j < min(size, OVERSIZE_PREFIX):
                 return data[i:]  # wait for the prefix
-            self._oversized(data[i], data[j : j + OVERSIZE_PREFIX], size)
+            self._oversized(data[i], data[j : j + min(size, OVERSIZE_PREFIX)], size)
             self._skip = j + size - len(data)
             return b""
         return data[i:]
@@ -679,6 +715,7 @@ class MqttSource:
         token = NO_ACK
         if first & 0x06:
             token = AckToken((self._generation << 16) | _U16.unpack_from(prefix, k)[0])
+            self._handed += 1
             k += 2
         try:
             plen, k = _read_varint(prefix, k)
@@ -699,11 +736,29 @@ class MqttSource:
             self.ack(token)
 
 
+def _after_block(data: bytes, k: int) -> int:
+    """The index after a length-prefixed (variable byte integer) block starting at ``k``."""
+    size, k = _read_varint(data, k)
+    return k + size
+
+
 def _topic_text(raw: bytes) -> str:
     try:
         return raw.decode()
     except UnicodeDecodeError:
         return "?invalid-utf8:" + raw.hex()
+
+
+def _await_close(sock: socket.socket) -> None:
+    """Read until the broker closes its side after our DISCONNECT.
+
+    Closing a socket with unread data in it sends a reset, and a reset makes the broker's
+    kernel discard what it has not read yet: the last acknowledgements would be lost.
+    """
+    sock.settimeout(2.0)
+    with contextlib.suppress(OSError):
+        while sock.recv(READ_SIZE):
+            pass
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes:
