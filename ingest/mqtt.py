@@ -290,9 +290,9 @@ class MqttSource:
         self._window = threading.Condition(self._lock)
         self._pub_mid = 0
         self._sub_mid = 0
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        # Wakes the network thread (created by start(): construction does no I/O).
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._leave = False
@@ -318,6 +318,9 @@ class MqttSource:
         """Connect in the background; the network thread handles reconnects."""
         if self._thread is not None:
             raise RuntimeError("already started")
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="mqtt-source", daemon=True)
         self._thread.start()
 
@@ -339,8 +342,9 @@ class MqttSource:
         if self._thread is not None:
             self._thread.join(CONNECT_TIMEOUT_S + 5)
         self.connected.clear()
-        self._wake_r.close()
-        self._wake_w.close()
+        for end in (self._wake_r, self._wake_w):
+            if end is not None:
+                end.close()
 
     # -- called from other threads --------------------------------------------------
 
@@ -403,6 +407,8 @@ class MqttSource:
         self._wake()
 
     def _wake(self) -> None:
+        if self._wake_w is None:
+            return  # not started: the first connection sends what is queued
         with contextlib.suppress(OSError):  # full (a wake is pending) or closed
             self._wake_w.send(b"\x00")
 
@@ -538,6 +544,7 @@ class MqttSource:
         """Read, hand over and write until the connection ends; returns why it ended."""
         sock.settimeout(KEEPALIVE_S)
         wake = self._wake_r
+        assert wake is not None  # started
         buf = b""
         last_out = time.monotonic()
         ping_at = 0.0
