@@ -704,6 +704,8 @@ class MqttSource:
                         filt,
                         _REASONS.get(code, f"reason {code:#x}"),
                     )
+            if not self.subscribed.is_set():
+                log.info("MQTT subscribed to %d topic filters", len(self.filters))
             self.subscribed.set()
         elif kind == _DISCONNECT:
             code = data[j] if end > j else 0
