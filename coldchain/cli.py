@@ -98,8 +98,8 @@ class _Supervision:
             self.server.stop()
 
 
-def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
-    """Run the MQTT ingester until SIGTERM/SIGINT."""
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the MQTT ingester until SIGTERM/SIGINT (or, with --retire, drain and leave)."""
     import time
 
     from core.clock import SystemClock
@@ -129,6 +129,12 @@ def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
         settings, registry, store, SystemClock(), metrics=metrics, on_durable=on_durable
     )
     holder.append(ingester)
+    if args.retire:
+        try:
+            return 0 if ingester.retire() else 1
+        finally:
+            store.close()
+            registry.close()
     supervision = _Supervision(settings, metrics, "ingest", ingester.writer.alive)
     supervision.serve()
     ingester.start()
@@ -592,7 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
         return _add(sub, name, handler, help_text)
 
     add("run", cmd_run, "ingest + alerting + API in one process (until SIGTERM/SIGINT)")
-    add("ingest", cmd_ingest, "run the MQTT ingester (until SIGTERM/SIGINT)")
+    p = add("ingest", cmd_ingest, "run the MQTT ingester (until SIGTERM/SIGINT)")
+    p.add_argument(
+        "--retire",
+        action="store_true",
+        help="take this share group member out for good: drain its session, then delete it",
+    )
     p = add("alerting", cmd_alerting, "run alerting alone, fed by `coldchain ingest` over MQTT")
     asub = p.add_subparsers(dest="action", metavar="ACTION")
     p = asub.add_parser("backtest", help="replay stored readings through a rule set")

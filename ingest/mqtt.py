@@ -79,6 +79,10 @@ CONNECT_TIMEOUT_S = 10.0
 # high and an outage holds that many batches in memory.
 PUBLISH_WINDOW = 1000
 
+# Retained on the status topic (MqttSource ``status_topic``): connected; stopped on
+# purpose; gone without a goodbye (the broker publishes the last will).
+STATUS_ONLINE, STATUS_STOPPED, STATUS_OFFLINE = b"online", b"stopped", b"offline"
+
 # An acknowledgement token: ``(connection generation << 16) | packet id``; 0 = nothing to
 # acknowledge (QoS 0). An int, not an object: one is made per message on the hot path.
 AckToken = NewType("AckToken", int)
@@ -185,10 +189,18 @@ def connect_packet(
     max_packet_size: int | None,
     username: str | None = None,
     password: str | None = None,
+    will_topic: str | None = None,
 ) -> bytes:
-    """An MQTT 5 CONNECT resuming the session (clean start 0)."""
+    """An MQTT 5 CONNECT resuming the session (clean start 0).
+
+    With ``will_topic``, the broker publishes a retained ``offline`` there (QoS 1) when
+    the connection ends without a DISCONNECT: a crash, a kill, a lost network.
+    """
     flags = 0
     payload = _string(client_id.encode())
+    if will_topic is not None:
+        flags |= 0x04 | 0x08 | 0x20  # will, will QoS 1, will retain
+        payload += b"\x00" + _string(will_topic.encode()) + _string(STATUS_OFFLINE)
     if username is not None:
         flags |= 0x80
         payload += _string(username.encode())
@@ -223,6 +235,12 @@ def publish_packet(topic: str, payload: bytes, mid: int, *, dup: bool = False) -
     return bytes([_PUBLISH | 0x02 | (0x08 if dup else 0)]) + _varint(len(body)) + body
 
 
+def status_packet(topic: str, status: bytes) -> bytes:
+    """A retained QoS 0 PUBLISH of our status (re-sent on every connection)."""
+    body = _string(topic.encode()) + b"\x00" + status
+    return bytes([_PUBLISH | 0x01]) + _varint(len(body)) + body
+
+
 def disconnect_packet(session_expiry: int | None = None) -> bytes:
     """DISCONNECT, normal; optionally changing the session expiry (0: forget the session)."""
     if session_expiry is None:
@@ -253,6 +271,7 @@ class MqttSource:
         on_oversized: OversizeHandler | None = None,
         announce_max_packet: bool = True,
         share_group: str | None = None,
+        status_topic: str | None = None,
     ) -> None:
         if not 1 <= receive_maximum <= 65_535:
             raise ValueError(f"receive_maximum: {receive_maximum} is not between 1 and 65535")
@@ -274,7 +293,9 @@ class MqttSource:
             max_packet_size=self._hold_limit if max_payload and announce_max_packet else None,
             username=target.username,
             password=target.password,
+            will_topic=status_topic,
         )
+        self.status_topic = status_topic
         self._lock = threading.Lock()  # guards the fields below shared with other threads
         self._generation = 0
         # Bounded in-flight on our side too: the network thread stops reading while this
@@ -296,6 +317,8 @@ class MqttSource:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._leave = False
+        self._retiring = False
+        self.unsubscribed = threading.Event()
         self._accepting = True
         self._topics: dict[bytes, str] = {}  # topic bytes -> str, a parse cache
         self._skip = 0  # bytes of an oversized packet still to be read past
@@ -328,15 +351,21 @@ class MqttSource:
         """Stop handing messages to the handler (they stay unacked; the broker redelivers)."""
         self._accepting = False
 
-    def stop(self, *, leave: bool = False) -> None:
+    def unsubscribe(self) -> None:
+        """From now on (call it before :meth:`start`), every connection unsubscribes
+        instead of subscribing: messages already queued in the session keep coming, new
+        ones no longer do. How a share group member is retired (:meth:`stop` with
+        ``forget_session`` once it has drained)."""
+        self._retiring = True
+
+    def stop(self, *, forget_session: bool = False) -> None:
         """Send queued acknowledgements and publishes, then disconnect.
 
         The session stays on the broker (its queue fills while we are away) unless
-        ``leave``: then the session is ended, which a member retired from a share group
-        needs, or the broker keeps dispatching part of the group's messages to it.
+        ``forget_session``: then the broker deletes it, with whatever it still holds.
         """
         self._accepting = False
-        self._leave = leave
+        self._leave = forget_session
         self._stopping.set()
         self._wake()
         if self._thread is not None:
@@ -492,7 +521,9 @@ class MqttSource:
             self._skip = 0
             self._sub_mid = self._sub_mid % 65_535 + 1
             first = [
-                subscribe_packet(
+                unsubscribe_packet(self._sub_mid, self.filters)
+                if self._retiring
+                else subscribe_packet(
                     self._sub_mid, self.filters, send_retained=not self.session_present
                 )
             ]
@@ -501,6 +532,8 @@ class MqttSource:
                 publish_packet(topic, payload, mid, dup=True)
                 for mid, (topic, payload) in self._unacked.items()
             ]
+            if self.status_topic is not None:
+                first.append(status_packet(self.status_topic, STATUS_ONLINE))
             self._out[:0] = first
             self.connected.set()
         self.connects += 1
@@ -552,11 +585,8 @@ class MqttSource:
         while True:
             if self._stopping.is_set():
                 self._flush(sock)
-                if self._leave:
-                    with self._lock:
-                        self._sub_mid = self._sub_mid % 65_535 + 1
-                        mid = self._sub_mid
-                    sock.sendall(unsubscribe_packet(mid, self.filters))
+                if self.status_topic is not None:
+                    sock.sendall(status_packet(self.status_topic, STATUS_STOPPED))
                 sock.sendall(disconnect_packet(0 if self._leave else None))
                 _await_close(sock)
                 return "stopped"
@@ -710,7 +740,9 @@ class MqttSource:
         elif kind == _DISCONNECT:
             code = data[j] if end > j else 0
             self._gone = "the broker disconnected us: " + _REASONS.get(code, f"reason {code:#x}")
-        elif kind in (_PINGRESP, _UNSUBACK):
+        elif kind == _UNSUBACK:
+            self.unsubscribed.set()
+        elif kind == _PINGRESP:
             pass
         else:
             raise MqttProtocolError(f"unexpected packet type {kind:#x}")

@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,17 @@ from ingest.stats import IngestStats
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
+
+
+# Retiring a member: it is drained when nothing has arrived for this long. Too short
+# and messages still on their way are deleted with the session; too long only delays.
+RETIRE_QUIET_S = 3.0
+
+# Each ingester's retained status: "online" while connected, "stopped" after a clean
+# stop, "offline" (its last will, published by the broker) after a crash or a lost
+# connection. In a share group a member that is not online holds back its share of the
+# readings (docs/operations.md, "Several ingesters"): watch these topics.
+STATUS_TOPIC = "coldchain/v1/_ingest/{client_id}/status"
 
 
 class ClaimError(ConfigError):
@@ -136,6 +148,7 @@ class Ingester:
             max_payload=settings.max_payload_bytes,
             on_oversized=self._on_oversized,
             share_group=settings.share_group,
+            status_topic=STATUS_TOPIC.format(client_id=self.client_id),
         )
 
     def _ack_many(self, tokens: list[Any]) -> None:
@@ -189,12 +202,41 @@ class Ingester:
         """Block until the broker accepted us (tests and the demo)."""
         return self.source.connected.wait(timeout)
 
-    def stop(self) -> None:
+    def retire(self, quiet_s: float = RETIRE_QUIET_S, timeout: float = 600.0) -> bool:
+        """Take this member out of its share group for good (``coldchain ingest --retire``).
+
+        Mosquitto keeps dispatching a stopped member's share to its persistent session,
+        so a member that will not come back must be drained and its session deleted:
+        connect, unsubscribe (queued messages keep coming, new ones go to the other
+        members), store what arrives until nothing has for ``quiet_s`` and the spool is
+        empty, then disconnect deleting the session. Returns False (session kept) if that
+        does not happen within ``timeout``.
+        """
+        self.source.unsubscribe()
+        self.start()
+        deadline = time.monotonic() + timeout
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            received = self.source.received
+            if received != last or not self.source.unsubscribed.is_set():
+                last, since = received, now
+            elif now - since >= quiet_s and not len(self.spool) and self.writer.idle:
+                self.stop(forget_session=True)
+                log.info("retired %s: %d messages drained, session deleted", self.client_id, last)
+                return True
+            time.sleep(0.1)
+        log.error("%s not retired: still receiving or spooling after %.0f s", self.client_id,
+                  timeout)  # fmt: skip
+        self.stop()
+        return False
+
+    def stop(self, *, forget_session: bool = False) -> None:
         """Drain in-flight work and disconnect (SIGTERM/SIGINT path)."""
         self.source.pause()
         self.writer.stop()
         self.pipeline.housekeeping(force=True)
-        self.source.stop()  # sends the queued acknowledgements first
+        self.source.stop(forget_session=forget_session)  # sends queued acks first
         for claim in self._claims:
             claim.release()
         log.info(

@@ -160,6 +160,12 @@ class BatchWriter:
         thread = self._thread
         return thread is not None and thread.is_alive() and time.monotonic() - self.beat < stall_s
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be written or acknowledged."""
+        with self._cond:
+            return not self._pending.tokens and not self._in_hand
+
     def flush_now(self) -> None:
         """Ask the thread to flush at once (tests, shutdown)."""
         with self._cond:

@@ -22,7 +22,8 @@ from coldchain.services import Mosquitto
 from core.clock import SystemClock
 from core.errors import ConfigError
 from core.influx import InfluxV1
-from core.settings import Settings, load_settings
+from core.settings import Settings, load_settings, parse_mqtt_url
+from ingest.mqtt import AckToken, MqttSource
 from ingest.service import ClaimError, Ingester
 from simulator.publisher import Publisher
 from tests.ingest.helpers import count, make_registry, wait_for
@@ -32,6 +33,16 @@ MEMBERS = ("1", "2", "3")
 
 
 def _spawn(settings: Settings, member: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "coldchain", "ingest"],
+            env=_env(settings, member),
+            stdout=out,
+            stderr=out,
+        )
+
+
+def _env(settings: Settings, member: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         COLDCHAIN_MQTT_URL=settings.mqtt_url,
@@ -44,10 +55,24 @@ def _spawn(settings: Settings, member: str, log: Path) -> subprocess.Popen[bytes
         COLDCHAIN_BATCH_SIZE="500",
         COLDCHAIN_LOG_LEVEL="INFO",
     )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "coldchain", "ingest"], env=env, stdout=out, stderr=out
-        )
+    return env
+
+
+class StatusWatch:
+    """The last retained status of each ingester (coldchain/v1/_ingest/<id>/status)."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.last: dict[str, str] = {}
+        self.source = MqttSource(
+            parse_mqtt_url(broker.url), "status-watch", ["coldchain/v1/_ingest/+/status"],
+            self._handle, receive_maximum=100,
+        )  # fmt: skip
+        self.source.start()
+        assert self.source.connected.wait(10)
+
+    def _handle(self, topic: str, payload: bytes, _retained: bool, token: AckToken) -> None:
+        self.last[topic.split("/")[3]] = payload.decode()
+        self.source.ack(token)
 
 
 def _stable(influx: InfluxV1, quiet_s: float = 2.0, timeout: float = 60.0) -> int:
@@ -72,6 +97,7 @@ def test_three_members_one_killed_mid_stream_lose_and_duplicate_nothing(
     settings = influx_settings.model_copy(update={"mqtt_url": broker.url})
     _registry(settings.db, 100).close()
     logs = {m: tmp_path / f"ingest-{m}.log" for m in MEMBERS}
+    watch = StatusWatch(broker)
     procs = {m: _spawn(settings, m, logs[m]) for m in MEMBERS}
     try:
         wait_for(
@@ -108,13 +134,18 @@ def test_three_members_one_killed_mid_stream_lose_and_duplicate_nothing(
         assert killed, "member 2 was not killed"
         assert killed[0] < 10_001, "the kill came after everything was written"
 
-        # The dead member's share waits in its session: not lost, not taken over.
+        # The dead member's share waits in its session: not lost, not taken over. Its
+        # status says so (the broker published its last will).
         stalled = _stable(influx)
         assert stalled < 10_001
+        wait_for(lambda: watch.last.get("coldchain-ingest-2") == "offline", 10, "offline")
+        assert watch.last["coldchain-ingest-1"] == "online"
 
         procs["2"] = _spawn(settings, "2", logs["2"])
         wait_for(lambda: count(influx, "temperature") == 10_001, 120, "all 10,001 points")
+        wait_for(lambda: watch.last.get("coldchain-ingest-2") == "online", 10, "online")
     finally:
+        watch.source.stop()
         for proc in procs.values():
             proc.terminate()
         for member, proc in procs.items():
@@ -129,6 +160,49 @@ def test_three_members_one_killed_mid_stream_lose_and_duplicate_nothing(
     for member in MEMBERS:
         assert f"as coldchain-ingest-{member} " in logs[member].read_text()
         assert (settings.spool_dir / member).is_dir()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_retired_member_is_drained_and_its_share_goes_to_the_others(
+    influx_settings: Settings, broker: Mosquitto, influx: InfluxV1, tmp_path: Path
+) -> None:
+    """A stopped member's share waits for it; `coldchain ingest --retire` drains that
+    share and deletes the session, after which the others receive everything."""
+    settings = influx_settings.model_copy(update={"mqtt_url": broker.url})
+    _registry(settings.db, 10).close()
+    logs = {m: tmp_path / f"ingest-{m}.log" for m in ("1", "2")}
+    watch = StatusWatch(broker)
+    procs = {m: _spawn(settings, m, logs[m]) for m in ("1", "2")}
+    pub = Publisher(settings.mqtt, "retire-pub", window=2000)
+    pub.connect()
+    try:
+        wait_for(
+            lambda: all("MQTT subscribed" in logs[m].read_text() for m in ("1", "2")),
+            30,
+            "both subscribed",
+        )
+        procs["2"].terminate()  # a clean stop: its share still goes to its session
+        assert procs["2"].wait(30) == 0
+        wait_for(lambda: watch.last.get("coldchain-ingest-2") == "stopped", 10, "stopped")
+        pub.publish_many(_readings(devices=10, per_device=100))
+        pub.flush()
+        assert 0 < _stable(influx) < 1000  # member 2's share waits for it
+
+        retire = subprocess.run(
+            [sys.executable, "-m", "coldchain", "ingest", "--retire"],
+            env=_env(settings, "2"), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert retire.returncode == 0, retire.stderr[-2000:]
+        assert count(influx, "temperature") == 1000  # drained into InfluxDB
+        pub.publish_many(_readings(devices=10, per_device=100, start=100))
+        pub.flush()
+        wait_for(lambda: count(influx, "temperature") == 2000, 30, "2,000 without member 2")
+    finally:
+        pub.disconnect()
+        watch.source.stop()
+        procs["1"].terminate()
+        assert procs["1"].wait(30) == 0
 
 
 def test_a_group_without_member_names_is_refused() -> None:
