@@ -521,7 +521,9 @@ def drill(bench: Bench, kind: str, what: str) -> dict[str, Any]:
     """Readings lost when the writer is SIGKILLed (``kill``) or InfluxDB is stopped."""
     rate = bench.args.drill_rate
     outage = bench.args.outage
-    seconds = 8.0 if what == "kill" else outage + 10.0
+    # The outage drill goes on for 20 s after InfluxDB is back: long enough for a writer
+    # that backs off (Node-RED's InfluxDB client waits up to 10 s) to write again.
+    seconds = 8.0 if what == "kill" else 3.0 + outage + 20.0
     with bench.broker() as broker:
         store = bench.database(f"{what}_{kind.replace('-', '_')}")
         c = Contender(kind, bench, broker, store, 0)

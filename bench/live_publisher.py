@@ -33,6 +33,7 @@ def main() -> None:
     probe_topic = f"coldchain/v1/{PROBE_DEVICE}/telemetry"
     pub = Publisher(parse_mqtt_url(url), "bench-live", window=5000)
     pub.connect()
+    last_ms: dict[int, int] = {}
     start = time.perf_counter()
     sent = 0
     total = int(rate * seconds)
@@ -41,9 +42,15 @@ def main() -> None:
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        body = b'{"ts":%.3f,"temperature_c":3.5}' % time.time()
-        topic = probe_topic if probe_every and sent % probe_every == 0 else topics[sent % devices]
-        pub.publish(Publish(topic, body))
+        probe = probe_every and sent % probe_every == 0
+        device = -1 if probe else sent % devices
+        # Millisecond timestamps, strictly increasing per sensor: a publisher catching up
+        # in a burst must not give two readings of one sensor the same time (InfluxDB
+        # would keep one point and the bench would count a loss).
+        ts_ms = max(int(time.time() * 1000), last_ms.get(device, 0) + 1)
+        last_ms[device] = ts_ms
+        body = b'{"ts":%d.%03d,"temperature_c":3.5}' % divmod(ts_ms, 1000)
+        pub.publish(Publish(probe_topic if probe else topics[device], body))
         sent += 1
     pub.disconnect()
     print(sent)
