@@ -590,6 +590,8 @@ def _setup(args: argparse.Namespace, root: Path, quiet: bool) -> tuple[Path, lis
 def run(argv: list[str], *, quiet: bool) -> dict[str, Any]:
     """Run the benchmark; return its figures."""
     args = _parse(argv)
+    # SIGTERM unwinds like an exception, so the servers and contenders are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.getLogger("coldchain").setLevel(logging.WARNING)
     ingesters = [int(n) for n in args.ingesters.split(",") if n]
     if shutil.which("mosquitto_sub") is None:
