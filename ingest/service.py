@@ -26,9 +26,10 @@ from core.metrics import Registry as MetricsRegistry
 from core.registry import Registry, payload_text
 from core.settings import Settings
 from devices import Router
+from ingest.budget import Budget
 from ingest.index import SensorIndex
 from ingest.mqtt import AckToken, MqttSource
-from ingest.pipeline import Observation, Pipeline
+from ingest.pipeline import DEAD_LETTERS_BURST, DEAD_LETTERS_PER_S, Observation, Pipeline
 from ingest.spool import Spool
 from ingest.stats import IngestStats
 from ingest.writer import BatchWriter
@@ -109,6 +110,8 @@ class Ingester:
         self.spool = Spool(settings.ingest_spool_dir, settings.spool_max_mb * 1024 * 1024)
         self._oversized: list[tuple[float, str, str | None, str, str, str]] = []
         self._oversized_lock = threading.Lock()
+        # Stored like the pipeline's dead letters: at most so many a second (issue 13).
+        self._oversized_budget = Budget(DEAD_LETTERS_PER_S, DEAD_LETTERS_BURST)
         self.router = Router()
         self.index = SensorIndex(registry)
         self.writer = BatchWriter(
@@ -160,6 +163,10 @@ class Ingester:
         """A payload over the cap: dead-letter its start, acknowledge once that is stored."""
         del retained
         self.stats.dead_letters.inc("payload_too_large")
+        if not self._oversized_budget.take():  # a flood of big messages: counted, not kept
+            self.stats.side_dropped.inc("dead_letter")
+            self.writer.submit([], token, None, [])
+            return
         cap = self.settings.max_payload_bytes
         detail = f"{size} bytes, over COLDCHAIN_MAX_PAYLOAD_BYTES={cap}"
         text = payload_text(prefix)
