@@ -52,6 +52,14 @@ class ClaimError(ConfigError):
     """Another process on this host already runs an ingester with this client id or spool."""
 
 
+def _id_lock(settings: Settings, client_id: str) -> Path:
+    """Where the client id is claimed: next to a SQLite registry (the one folder every
+    member of the host shares), else (PostgreSQL) in the spool folder's parent."""
+    if settings.db_is_file:
+        return Path(f"{settings.db}.mqtt-{client_id}.lock")
+    return settings.spool_dir / f".mqtt-{client_id}.lock"
+
+
 class _Claim:
     """An exclusive lock on a file (flock), held while the ingester runs."""
 
@@ -101,10 +109,10 @@ class Ingester:
         self.registry = registry
         # Two processes with one client id take the broker session from each other; two
         # with one spool folder overwrite each other's batches. Both are refused at start()
-        # on this host (all members run on the registry's host). The client id lock lives
-        # next to the registry because that is the one folder every member shares.
+        # on this host. The client id lock lives next to a SQLite registry (the one folder
+        # every member shares) or, with PostgreSQL, in the spool folder (_id_lock).
         self._claims = [
-            _Claim(Path(f"{settings.db}.mqtt-{self.client_id}.lock"), f"id {self.client_id}"),
+            _Claim(_id_lock(settings, self.client_id), f"id {self.client_id}"),
             _Claim(settings.ingest_spool_dir / ".lock", f"spool {settings.ingest_spool_dir}"),
         ]
         self.spool = Spool(settings.ingest_spool_dir, settings.spool_max_mb * 1024 * 1024)
