@@ -56,8 +56,8 @@ SERVICE_USER = "coldchain-svc"
 # What the service user publishes: ingest/observations.py's TOPIC (split mode). Kept as a
 # literal so that generating an ACL does not import ingest (and paho).
 OBSERVATIONS_TOPIC = "coldchain/v1/_alerting/observations"
-# Each ingester's retained status and last will (ingest/service.py STATUS_TOPIC). Mosquitto
-# refuses a last will on a topic the ACL denies.
+# Each ingester's retained status and last will (ingest/service.py STATUS_TOPIC): without
+# this grant Mosquitto drops both, and a dead share-group member goes unnoticed.
 INGEST_STATUS_TOPIC = "coldchain/v1/_ingest/+/status"
 
 # Families whose devices do not connect to the broker: their LoRaWAN network server does.
