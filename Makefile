@@ -40,6 +40,7 @@ test-postgres: deps
 	$(BIN)/python -m pytest --registry=postgresql $(PYTEST_ARGS)
 
 bench: deps
+	@./scripts/ensure-bench-deps.sh
 	$(BIN)/coldchain bench ingest
 
 clean:

@@ -7,6 +7,8 @@ Receive Maximum as the ingester, so the only difference is the ingester's own wo
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 import time
 from typing import Any
@@ -16,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: TID251
 from paho.mqtt.packettypes import PacketTypes  # noqa: TID251
 from paho.mqtt.properties import Properties  # noqa: TID251
 
-from core.settings import MqttTarget
+from core.settings import MqttTarget, parse_mqtt_url
 
 
 class CountingSubscriber:
@@ -48,14 +50,9 @@ class CountingSubscriber:
     def start(self, expected: int) -> None:
         """Connect (resuming the session) and count until ``expected`` messages."""
         self.expected = expected
-        import os
-
-        if os.environ.get("PROTO") == "4":
-            self._client.connect(self.target.host, self.target.port, clean_start=False)
-        else:
-            self._client.connect(
-                self.target.host, self.target.port, clean_start=False, properties=self._props
-            )
+        self._client.connect(
+            self.target.host, self.target.port, clean_start=False, properties=self._props
+        )
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -77,3 +74,24 @@ class CountingSubscriber:
         self.last_at = now
         if self.count >= self.expected > 0:
             self.done.set()
+
+
+def main() -> None:
+    """``python -m bench.bare MQTT_URL CLIENT_ID TOPIC N``: a process of its own (so its
+    CPU and memory are measured apart). Prints ``READY`` once subscribed, then one JSON
+    line (count, first and last arrival as ``time.time()``) after N messages."""
+    url, client_id, topic, expected = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    sub = CountingSubscriber(parse_mqtt_url(url), client_id, topic, 10_000)
+    sub.start(expected)
+    sub.subscribed.wait(30)
+    print("READY", flush=True)
+    if expected > 0:  # 0: only create the session and its subscription
+        sub.done.wait()
+    offset = time.time() - time.perf_counter()
+    sub.stop()
+    print(json.dumps({"count": sub.count, "t_first": sub.first_at + offset,
+                      "t_last": sub.last_at + offset}), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

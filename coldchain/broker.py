@@ -56,6 +56,9 @@ SERVICE_USER = "coldchain-svc"
 # What the service user publishes: ingest/observations.py's TOPIC (split mode). Kept as a
 # literal so that generating an ACL does not import ingest (and paho).
 OBSERVATIONS_TOPIC = "coldchain/v1/_alerting/observations"
+# Each ingester's retained status and last will (ingest/service.py STATUS_TOPIC): without
+# this grant Mosquitto drops both, and a dead share-group member goes unnoticed.
+INGEST_STATUS_TOPIC = "coldchain/v1/_ingest/+/status"
 
 # Families whose devices do not connect to the broker: their LoRaWAN network server does.
 SERVER_FAMILIES = ("chirpstack", "tts")
@@ -381,10 +384,11 @@ def render_acl(plan: AclPlan) -> str:
         *(f"# WARNING: {warning}" for warning in plan.warnings),
         "",
         "# coldchain (ingest; split-mode alerting): reads every device topic, writes only",
-        "# the observations of split mode.",
+        "# the observations of split mode and each ingester's status.",
         f"user {plan.service_user}",
         "topic read #",
         f"topic write {OBSERVATIONS_TOPIC}",
+        f"topic write {INGEST_STATUS_TOPIC}",
         "",
     ]
     for server in plan.network_servers:
@@ -406,7 +410,9 @@ def render_acl(plan: AclPlan) -> str:
 
 def write_topics(plan: AclPlan) -> dict[str, tuple[str, ...]]:
     """User -> the topic filters it may write (what :func:`render_acl` grants)."""
-    grants: dict[str, tuple[str, ...]] = {plan.service_user: (OBSERVATIONS_TOPIC,)}
+    grants: dict[str, tuple[str, ...]] = {
+        plan.service_user: (OBSERVATIONS_TOPIC, INGEST_STATUS_TOPIC)
+    }
     for server in plan.network_servers:
         grants[server.user] = server_topics(server)
     for device in plan.devices:

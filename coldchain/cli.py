@@ -98,8 +98,8 @@ class _Supervision:
             self.server.stop()
 
 
-def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
-    """Run the MQTT ingester until SIGTERM/SIGINT."""
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the MQTT ingester until SIGTERM/SIGINT (or, with --retire, drain and leave)."""
     import time
 
     from core.clock import SystemClock
@@ -117,8 +117,11 @@ def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
 
     def publish(batch: list[Observation]) -> None:
         # Durable now: alerting measures its evaluation lag from this (alerting/health.py).
-        payload = observations.encode(batch, durable_at=time.time())
-        holder[0].source.publish(observations.TOPIC, payload)
+        durable_at = time.time()
+        # In pieces that stay under the broker's max_packet_size (docs/operations.md).
+        for piece in observations.chunks(batch):
+            payload = observations.encode(piece, durable_at=durable_at)
+            holder[0].source.publish(observations.TOPIC, payload)
 
     on_durable = publish if settings.publish_observations else None
     metrics = MetricsRegistry()
@@ -126,6 +129,12 @@ def cmd_ingest(_args: argparse.Namespace, settings: Settings) -> int:
         settings, registry, store, SystemClock(), metrics=metrics, on_durable=on_durable
     )
     holder.append(ingester)
+    if args.retire:
+        try:
+            return 0 if ingester.retire() else 1
+        finally:
+            store.close()
+            registry.close()
     supervision = _Supervision(settings, metrics, "ingest", ingester.writer.alive)
     supervision.serve()
     ingester.start()
@@ -589,7 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
         return _add(sub, name, handler, help_text)
 
     add("run", cmd_run, "ingest + alerting + API in one process (until SIGTERM/SIGINT)")
-    add("ingest", cmd_ingest, "run the MQTT ingester (until SIGTERM/SIGINT)")
+    p = add("ingest", cmd_ingest, "run the MQTT ingester (until SIGTERM/SIGINT)")
+    p.add_argument(
+        "--retire",
+        action="store_true",
+        help="take this share group member out for good: drain its session, then delete it",
+    )
     p = add("alerting", cmd_alerting, "run alerting alone, fed by `coldchain ingest` over MQTT")
     asub = p.add_subparsers(dest="action", metavar="ACTION")
     p = asub.add_parser("backtest", help="replay stored readings through a rule set")

@@ -23,6 +23,7 @@ from alerting.notifiers.base import Notifier
 from alerting.notifiers.console import ConsoleNotifier
 from alerting.scheduler import TICK_INTERVAL_S, Scheduler
 from core.clock import Clock
+from core.errors import ConfigError
 from core.influx import InfluxV1, connect
 from core.metrics import Registry as MetricsRegistry
 from core.registry import Registry
@@ -187,6 +188,12 @@ def build_stack(
     with_api: bool = True,
 ) -> Stack:
     """Construct (without starting) ingest + alerting (+ API) for ``settings``."""
+    if settings.share_group:
+        # Each process would evaluate only its share of the readings.
+        raise ConfigError(
+            "COLDCHAIN_SHARE_GROUP: shared ingest runs as `coldchain ingest` processes "
+            "(split mode), not in `coldchain run`"
+        )
     metrics = MetricsRegistry()
     influx = connect(settings)
     influx.ensure_database()

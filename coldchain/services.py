@@ -24,6 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+# Mosquitto's max_packet_size in every broker config we start (and docs/operations.md).
+MAX_PACKET_SIZE = 1024 * 1024
+
 
 class ServiceError(RuntimeError):
     """A local server could not be found, started or stopped."""
@@ -185,6 +188,12 @@ class Mosquitto(_Server):
                     # for our persistent session while the ingester is down or slow.
                     "max_queued_messages 0",
                     "max_queued_bytes 0",
+                    # Largest MQTT packet any client may send us (issue 13: one 256 MiB
+                    # message took the broker to 0.8 GB). Devices send < 64 KiB; split
+                    # mode's observation batches stay under 1 MiB (observations.py).
+                    # Too low and those are refused (the sender is disconnected); too
+                    # high and one client can make the broker hold that much per message.
+                    f"max_packet_size {MAX_PACKET_SIZE}",
                     # MQTT 3.1.1 clients: in-flight window; MQTT 5 clients (our ingester)
                     # set their own Receive Maximum.
                     "max_inflight_messages 1000",

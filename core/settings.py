@@ -16,7 +16,15 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.chain import Duration
 from core.errors import ConfigError
@@ -55,6 +63,9 @@ ENV_NAMES: dict[str, str] = {
     "api_public_docs": "COLDCHAIN_API_PUBLIC_DOCS",
     "api_public_metrics": "COLDCHAIN_API_PUBLIC_METRICS",
     "metrics_bind": "COLDCHAIN_METRICS_BIND",
+    "max_payload_bytes": "COLDCHAIN_MAX_PAYLOAD_BYTES",
+    "share_group": "COLDCHAIN_SHARE_GROUP",
+    "ingest_member": "COLDCHAIN_INGEST_MEMBER",
 }
 
 
@@ -148,6 +159,45 @@ class Settings(BaseModel):
     # which one died (docs/operations.md, section 8). Keep it on loopback or a private
     # network: counts tell an attacker what traffic and failures the chain sees.
     metrics_bind: str | None = None
+    # Largest MQTT payload ingest accepts; larger ones are dead-lettered (truncated,
+    # reason payload_too_large) and acknowledged, and the broker is asked (MQTT 5 Maximum
+    # Packet Size) not to send anything much larger. The largest legitimate payloads are
+    # LoRaWAN uplinks carrying many gateways' metadata (a few KiB; ~10 KiB with 20
+    # gateways). Too low and real uplinks are dead-lettered; too high and one message may
+    # hold that much memory (a 256 MiB message once took the ingester to 1.16 GB RSS).
+    max_payload_bytes: int = Field(default=65_536, ge=1024, le=16 * 1024 * 1024)
+    # Horizontal ingest: several `coldchain ingest` processes sharing the subscriptions
+    # as MQTT 5 shared subscriptions `$share/<group>/<filter>`; the broker hands each
+    # message to one member. Unset: one ingester receives everything.
+    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,32}$")
+    # This process's name in the share group (e.g. 1, 2, 3): its client id is
+    # `<mqtt_client_id>-<member>` and its spool `<spool_dir>/<member>`, so members never
+    # share a persistent session or a spool. Required with share_group.
+    ingest_member: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,16}$")
+
+    @model_validator(mode="after")
+    def _check_members(self) -> Settings:
+        if self.share_group and not self.ingest_member:
+            raise ValueError(
+                "COLDCHAIN_SHARE_GROUP needs COLDCHAIN_INGEST_MEMBER (a distinct name per "
+                "process, e.g. 1, 2, 3): members sharing one client id would take each "
+                "other's session over"
+            )
+        if self.ingest_member and len(self.ingest_client_id) > 64:
+            raise ValueError("COLDCHAIN_MQTT_CLIENT_ID + member is longer than 64 characters")
+        return self
+
+    @property
+    def ingest_client_id(self) -> str:
+        """The ingester's MQTT client id: the fixed id, plus ``-<member>`` in a group."""
+        if self.ingest_member:
+            return f"{self.mqtt_client_id}-{self.ingest_member}"
+        return self.mqtt_client_id
+
+    @property
+    def ingest_spool_dir(self) -> Path:
+        """This ingester's spool folder (one per member: a spool has one writer)."""
+        return self.spool_dir / self.ingest_member if self.ingest_member else self.spool_dir
 
     @field_validator("db", mode="before")
     @classmethod
@@ -307,5 +357,5 @@ def load_settings(
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = f"unknown setting (known: {', '.join(sorted(ENV_NAMES))})"
-            problems.append(f"{where}: {message}")
+            problems.append(f"{where}: {message}" if err["loc"] else message)
         raise ConfigError("; ".join(problems)) from None

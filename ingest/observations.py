@@ -22,8 +22,17 @@ from core.types import Quantity
 from ingest.pipeline import Observation
 
 TOPIC = "coldchain/v1/_alerting/observations"
+# Observations per MQTT message (~100-150 bytes each as JSON). Too many and one message
+# exceeds the broker's max_packet_size (1 MiB in the configs we ship) and the broker
+# drops the connection; too few and a 5,000-reading batch costs many publishes.
+MAX_PER_MESSAGE = 2000
 _FIELDS = ("kind", "ts_ms", "device", "sensor", "store", "asset", "asset_type", "quantity",
            "value", "code")  # fmt: skip
+
+
+def chunks(batch: Sequence[Observation]) -> list[Sequence[Observation]]:
+    """``batch`` in pieces of at most :data:`MAX_PER_MESSAGE`."""
+    return [batch[i : i + MAX_PER_MESSAGE] for i in range(0, len(batch), MAX_PER_MESSAGE)]
 
 
 def encode(batch: Sequence[Observation], durable_at: float | None = None) -> bytes:

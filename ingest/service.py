@@ -1,35 +1,92 @@
 """The ingest service: MQTT source -> pipeline -> batch writer -> InfluxDB or spool.
 
-Lifecycle (STYLE.md §9): construct and validate without I/O; :meth:`Ingester.start`;
-:meth:`Ingester.stop` stops taking messages, writes or spools what is pending, sends the
-acknowledgements, then disconnects, leaving the persistent session on the broker.
+Lifecycle (STYLE.md §9): construct and validate without I/O; :meth:`Ingester.start`
+claims the client id and the spool (a second process with either is refused), then
+consumes; :meth:`Ingester.stop` stops taking messages, writes or spools what is pending,
+sends the acknowledgements, then disconnects, leaving the persistent session on the
+broker. In a share group (``COLDCHAIN_SHARE_GROUP``) each process is one member with its
+own client id, session and spool (docs/operations.md, "Several ingesters").
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core.clock import Clock
+from core.errors import ConfigError
 from core.influx import TimeSeriesStore
 from core.metrics import Registry as MetricsRegistry
-from core.registry import Registry
+from core.registry import Registry, payload_text
 from core.settings import Settings
 from devices import Router
+from ingest.budget import Budget
 from ingest.index import SensorIndex
-from ingest.mqtt import MqttSource
-from ingest.pipeline import Observation, Pipeline
+from ingest.mqtt import AckToken, MqttSource
+from ingest.pipeline import DEAD_LETTERS_BURST, DEAD_LETTERS_PER_S, Observation, Pipeline
 from ingest.spool import Spool
 from ingest.stats import IngestStats
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-# After the last batch is acked at shutdown, give paho's thread this long to put the
-# PUBACKs on the wire before disconnecting. Unsent acks only cause harmless redelivery.
-ACK_GRACE_S = 0.3
+
+# Retiring a member: it is drained when nothing has arrived for this long. Too short
+# and messages still on their way are deleted with the session; too long only delays.
+RETIRE_QUIET_S = 3.0
+
+# Each ingester's retained status: "online" while connected, "stopped" after a clean
+# stop, "offline" (its last will, published by the broker) after a crash or a lost
+# connection. In a share group a member that is not online holds back its share of the
+# readings (docs/operations.md, "Several ingesters"): watch these topics.
+STATUS_TOPIC = "coldchain/v1/_ingest/{client_id}/status"
+
+
+class ClaimError(ConfigError):
+    """Another process on this host already runs an ingester with this client id or spool."""
+
+
+def _id_lock(settings: Settings, client_id: str) -> Path:
+    """Where the client id is claimed: next to a SQLite registry (the one folder every
+    member of the host shares), else (PostgreSQL) in the spool folder's parent."""
+    if settings.db_is_file:
+        return Path(f"{settings.db}.mqtt-{client_id}.lock")
+    return settings.spool_dir / f".mqtt-{client_id}.lock"
+
+
+class _Claim:
+    """An exclusive lock on a file (flock), held while the ingester runs."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ClaimError(
+                f"{self.what} is in use by another running ingester ({self.path} is locked); "
+                "give each member its own COLDCHAIN_INGEST_MEMBER"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
 
 
 class Ingester:
@@ -47,13 +104,28 @@ class Ingester:
     ) -> None:
         self.settings = settings
         self.stats = IngestStats(metrics)
-        self.spool = Spool(settings.spool_dir, settings.spool_max_mb * 1024 * 1024)
+        self.clock = clock
+        self.client_id = settings.ingest_client_id
+        self.registry = registry
+        # Two processes with one client id take the broker session from each other; two
+        # with one spool folder overwrite each other's batches. Both are refused at start()
+        # on this host. The client id lock lives next to a SQLite registry (the one folder
+        # every member shares) or, with PostgreSQL, in the spool folder (_id_lock).
+        self._claims = [
+            _Claim(_id_lock(settings, self.client_id), f"id {self.client_id}"),
+            _Claim(settings.ingest_spool_dir / ".lock", f"spool {settings.ingest_spool_dir}"),
+        ]
+        self.spool = Spool(settings.ingest_spool_dir, settings.spool_max_mb * 1024 * 1024)
+        self._oversized: list[tuple[float, str, str | None, str, str, str]] = []
+        self._oversized_lock = threading.Lock()
+        # Stored like the pipeline's dead letters: at most so many a second (issue 13).
+        self._oversized_budget = Budget(DEAD_LETTERS_PER_S, DEAD_LETTERS_BURST)
         self.router = Router()
         self.index = SensorIndex(registry)
         self.writer = BatchWriter(
             store,
             self.spool,
-            self._ack,
+            self._ack_many,
             self.stats,
             clock,
             batch_size=settings.batch_size,
@@ -79,18 +151,44 @@ class Ingester:
         )
         self.source = MqttSource(
             settings.mqtt,
-            settings.mqtt_client_id,
+            self.client_id,
             self.router.subscriptions,
             self.pipeline.handle,
             receive_maximum=settings.max_inflight,
             on_connection_change=lambda up: self.stats.mqtt_connected.set(1.0 if up else 0.0),
+            max_payload=settings.max_payload_bytes,
+            on_oversized=self._on_oversized,
+            share_group=settings.share_group,
+            status_topic=STATUS_TOPIC.format(client_id=self.client_id),
         )
 
-    def _ack(self, token: Any) -> None:
-        self.source.ack(token)
+    def _ack_many(self, tokens: list[Any]) -> None:
+        self.source.ack_many(tokens)
+
+    def _on_oversized(
+        self, topic: str, prefix: bytes, size: int, retained: bool, token: AckToken
+    ) -> None:
+        """A payload over the cap: dead-letter its start, acknowledge once that is stored."""
+        del retained
+        self.stats.dead_letters.inc("payload_too_large")
+        if not self._oversized_budget.take():  # a flood of big messages: counted, not kept
+            self.stats.side_dropped.inc("dead_letter")
+            self.writer.submit([], token, None, [])
+            return
+        cap = self.settings.max_payload_bytes
+        detail = f"{size} bytes, over COLDCHAIN_MAX_PAYLOAD_BYTES={cap}"
+        text = payload_text(prefix)
+        row = (self.clock.time(), "payload_too_large", None, topic[:512], text, detail)
+        with self._oversized_lock:
+            self._oversized.append(row)
+        self.writer.submit([], token, None, [])
 
     def _before_ack(self) -> None:
         self.pipeline.flush_dead_letters()
+        with self._oversized_lock:
+            rows, self._oversized = self._oversized, []
+        if rows:
+            self.registry.add_dead_letters(rows)
 
     def _on_rejected(self, rejections: Any) -> None:
         self.pipeline.record_rejections(rejections)
@@ -99,7 +197,18 @@ class Ingester:
         self.pipeline.housekeeping()
 
     def start(self) -> None:
-        """Start writing, then start consuming."""
+        """Claim the client id and the spool, start writing, then start consuming.
+
+        Raises:
+            ClaimError: another ingester on this host runs with this client id or spool.
+        """
+        for n, claim in enumerate(self._claims):
+            try:
+                claim.acquire()
+            except ClaimError:
+                for held in self._claims[:n]:
+                    held.release()
+                raise
         self.writer.start()
         self.source.start()
         log.info("ingest started: %d topic filters", len(self.router.subscriptions))
@@ -108,13 +217,43 @@ class Ingester:
         """Block until the broker accepted us (tests and the demo)."""
         return self.source.connected.wait(timeout)
 
-    def stop(self) -> None:
+    def retire(self, quiet_s: float = RETIRE_QUIET_S, timeout: float = 600.0) -> bool:
+        """Take this member out of its share group for good (``coldchain ingest --retire``).
+
+        Mosquitto keeps dispatching a stopped member's share to its persistent session,
+        so a member that will not come back must be drained and its session deleted:
+        connect, unsubscribe (queued messages keep coming, new ones go to the other
+        members), store what arrives until nothing has for ``quiet_s`` and the spool is
+        empty, then disconnect deleting the session. Returns False (session kept) if that
+        does not happen within ``timeout``.
+        """
+        self.source.unsubscribe()
+        self.start()
+        deadline = time.monotonic() + timeout
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            received = self.source.received
+            if received != last or not self.source.unsubscribed.is_set():
+                last, since = received, now
+            elif now - since >= quiet_s and not len(self.spool) and self.writer.idle:
+                self.stop(forget_session=True)
+                log.info("retired %s: %d messages drained, session deleted", self.client_id, last)
+                return True
+            time.sleep(0.1)
+        log.error("%s not retired: still receiving or spooling after %.0f s", self.client_id,
+                  timeout)  # fmt: skip
+        self.stop()
+        return False
+
+    def stop(self, *, forget_session: bool = False) -> None:
         """Drain in-flight work and disconnect (SIGTERM/SIGINT path)."""
         self.source.pause()
         self.writer.stop()
         self.pipeline.housekeeping(force=True)
-        time.sleep(ACK_GRACE_S)
-        self.source.stop()
+        self.source.stop(forget_session=forget_session)  # sends queued acks first
+        for claim in self._claims:
+            claim.release()
         log.info(
             "ingest stopped: %d messages, %d points written, %d batches on the spool",
             int(self.stats.messages.total()),

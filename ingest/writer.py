@@ -1,8 +1,10 @@
 """The batch writer: lines in, durable out, then acknowledge (STYLE.md §3).
 
-Producers (paho's thread) :meth:`submit` the lines of one message with its ack token. The
-writer thread flushes a batch when it holds ``batch_size`` lines or its oldest line is
-``interval`` old, and only after the batch is durable does it acknowledge the messages:
+Producers (the MQTT network thread) :meth:`submit` the lines of one message with its ack
+token. The writer thread flushes a batch when it holds ``batch_size`` lines or its oldest
+line is ``interval`` old, and only after the batch is durable does it acknowledge the
+messages, all of the batch's tokens in one call (one write to the broker per batch, not
+one wake-up of the network thread per message):
 
 - written to InfluxDB -> ack;
 - InfluxDB unavailable (refused, timeout, 429, 5xx) or misconfigured (401/403/404) ->
@@ -78,7 +80,7 @@ class BatchWriter:
         self,
         store: TimeSeriesStore,
         spool: Spool,
-        ack: Callable[[Any], None],
+        ack_many: Callable[[list[Any]], None],
         stats: IngestStats,
         clock: Clock,
         *,
@@ -91,7 +93,7 @@ class BatchWriter:
     ) -> None:
         self._store = store
         self._spool = spool
-        self._ack = ack
+        self._ack_many = ack_many
         self._stats = stats
         self._clock = clock
         self.batch_size = batch_size
@@ -100,7 +102,9 @@ class BatchWriter:
         self._on_rejected = on_rejected
         self._on_durable = on_durable
         self._housekeeping = housekeeping
-        self._cond = threading.Condition()
+        # A plain Lock under the Condition: submit() takes it once per message, and the
+        # default RLock costs more.
+        self._cond = threading.Condition(threading.Lock())
         self._pending = Batch()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -155,6 +159,12 @@ class BatchWriter:
         """The writer thread runs and its loop turned within ``stall_s`` (watchdog)."""
         thread = self._thread
         return thread is not None and thread.is_alive() and time.monotonic() - self.beat < stall_s
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be written or acknowledged."""
+        with self._cond:
+            return not self._pending.tokens and not self._in_hand
 
     def flush_now(self) -> None:
         """Ask the thread to flush at once (tests, shutdown)."""
@@ -221,8 +231,7 @@ class BatchWriter:
                 self._drain_one()
         if self._before_ack is not None:
             self._before_ack()
-        for token in batch.tokens:
-            self._ack(token)
+        self._ack_many(batch.tokens)
         self._stats.acked.inc(amount=len(batch.tokens))
         self._in_hand = 0
         now_s = self._clock.time()

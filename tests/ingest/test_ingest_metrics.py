@@ -47,7 +47,7 @@ def test_unacked_messages_count_what_waits_to_be_durable(tmp_path: Path) -> None
     stats = IngestStats(metrics)
     store = SlowStore()
     acked: list[Any] = []
-    writer = BatchWriter(store, Spool(tmp_path / "spool", 1_000_000), acked.append, stats,  # type: ignore[arg-type]
+    writer = BatchWriter(store, Spool(tmp_path / "spool", 1_000_000), acked.extend, stats,  # type: ignore[arg-type]
                          SystemClock(), batch_size=100, interval_s=0.05)  # fmt: skip
     stats.watch_writer(writer.depth, inflight_limit=50, spool_limit=1_000_000)
     assert _gauges(metrics) == (0, 0)

@@ -50,7 +50,7 @@ def _writer(tmp_path: Path, store: FakeStore) -> tuple[BatchWriter, list[Any], l
     writer = BatchWriter(
         store,  # type: ignore[arg-type]
         Spool(tmp_path / "spool", 1_000_000),
-        acked.append,
+        acked.extend,
         IngestStats(),
         SystemClock(),
         batch_size=10,

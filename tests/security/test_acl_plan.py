@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coldchain.broker import (
+    INGEST_STATUS_TOPIC,
     OBSERVATIONS_TOPIC,
     AclPlan,
     BrokerFile,
@@ -166,7 +167,11 @@ def test_the_fleet_acl_grants_exactly_the_families_topics() -> None:
             assert current is not None, f"{line!r} would apply to anonymous clients"
             assert not line.startswith("pattern"), "patterns apply to every user"
             blocks[current].append(line)
-    assert blocks["coldchain-svc"] == ["topic read #", f"topic write {OBSERVATIONS_TOPIC}"]
+    assert blocks["coldchain-svc"] == [
+        "topic read #",
+        f"topic write {OBSERVATIONS_TOPIC}",
+        f"topic write {INGEST_STATUS_TOPIC}",
+    ]
     assert blocks["cc-s042-wic1"] == [
         "topic write coldchain/v1/cc-s042-wic1/telemetry",
         "topic write coldchain/v1/cc-s042-wic1/status",
