@@ -167,8 +167,10 @@ class Mosquitto(_Server):
         password_file: Path | None = None,
         acl_file: Path | None = None,
         username_as_client_id: bool = False,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         super().__init__(root)
+        self.tls_port = free_port() if tls is not None else None
         self.config = self.root / "mosquitto.conf"
         data = self.root / "data"
         data.mkdir(exist_ok=True)
@@ -208,8 +210,22 @@ class Mosquitto(_Server):
                 ]
             )
         )
+        if tls is not None:
+            self._tls_listener(*tls)
         if password_file is not None or acl_file is not None:
             self._secure(password_file, acl_file, username_as_client_id)
+
+    def _tls_listener(self, certfile: Path, keyfile: Path) -> None:
+        """A second listener on :attr:`tls_port` speaking TLS 1.2+ with this certificate
+        (docs/operations.md, section 4; the plain one stays for the harness's readiness)."""
+        lines = [
+            f"listener {self.tls_port} 127.0.0.1",
+            f"certfile {certfile}",
+            f"keyfile {keyfile}",
+            "tls_version tlsv1.2",
+        ]
+        with self.config.open("a") as config:
+            config.write("\n".join(lines) + "\n")
 
     def _secure(
         self, password_file: Path | None, acl_file: Path | None, username_as_client_id: bool
@@ -233,6 +249,12 @@ class Mosquitto(_Server):
     def url(self) -> str:
         """``mqtt://127.0.0.1:<port>``."""
         return f"mqtt://127.0.0.1:{self.port}"
+
+    def tls_url(self, host: str = "localhost") -> str:
+        """``mqtts://<host>:<tls port>`` (the name the certificate must carry)."""
+        if self.tls_port is None:
+            raise ServiceError("this broker was started without a TLS listener")
+        return f"mqtts://{host}:{self.tls_port}"
 
     def _command(self) -> list[str]:
         return [find_binary("mosquitto"), "-c", str(self.config)]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages coldchain needs when their binaries are absent:
 # mosquitto (the MQTT broker), influxdb (InfluxDB 1.x, for influxd), nodejs (runs the
-# LoRaWAN codecs in the firmware tests) and chromium (renders the HACCP report headless).
+# LoRaWAN codecs in the firmware tests), chromium (renders the HACCP report headless),
+# openssl (test certificates) and postgresql (the shared registry backend in tests).
 # Idempotent: does nothing when every binary is found. Never starts system services:
 # the tests and the demo start their own instances on free loopback ports.
 set -euo pipefail
@@ -13,6 +14,8 @@ command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || need+=(influxdb
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 # Headless Chromium renders the HTML HACCP report to a screenshot (tests/reports).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# openssl makes the private CA and broker certificate of the MQTT-over-TLS tests.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # PostgreSQL 15 (initdb, pg_ctl, postgres): the registry's shared backend in tests.
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
