@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import NewType
 
+from core.mqttwire import read_exactly, string, varint
 from core.settings import MqttTarget
 
 log = logging.getLogger(__name__)
@@ -130,16 +131,6 @@ class MqttRefused(Exception):
     """The broker refused the connection (CONNACK reason code >= 0x80)."""
 
 
-def _varint(n: int) -> bytes:
-    """MQTT's variable byte integer (remaining length, property length)."""
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
 def _read_varint(data: bytes, i: int) -> tuple[int, int]:
     """(value, index after it); raises IndexError when incomplete."""
     value, shift = 0, 0
@@ -151,10 +142,6 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
             return value, i
         shift += 7
     raise MqttProtocolError("variable byte integer longer than 4 bytes")
-
-
-def _string(value: bytes) -> bytes:
-    return _U16.pack(len(value)) + value
 
 
 def _properties(data: bytes, i: int, end: int) -> dict[int, int | bytes]:
@@ -197,48 +184,48 @@ def connect_packet(
     the connection ends without a DISCONNECT: a crash, a kill, a lost network.
     """
     flags = 0
-    payload = _string(client_id.encode())
+    payload = string(client_id.encode())
     if will_topic is not None:
         flags |= 0x04 | 0x08 | 0x20  # will, will QoS 1, will retain
-        payload += b"\x00" + _string(will_topic.encode()) + _string(STATUS_OFFLINE)
+        payload += b"\x00" + string(will_topic.encode()) + string(STATUS_OFFLINE)
     if username is not None:
         flags |= 0x80
-        payload += _string(username.encode())
+        payload += string(username.encode())
         if password is not None:
             flags |= 0x40
-            payload += _string(password.encode())
+            payload += string(password.encode())
     props = b"\x11" + _U32.pack(session_expiry) + b"\x21" + _U16.pack(receive_maximum)
     if max_packet_size is not None:
         props += b"\x27" + _U32.pack(max_packet_size)
-    variable = _string(b"MQTT") + bytes([5, flags]) + _U16.pack(keepalive)
-    variable += _varint(len(props)) + props
-    return bytes([_CONNECT]) + _varint(len(variable) + len(payload)) + variable + payload
+    variable = string(b"MQTT") + bytes([5, flags]) + _U16.pack(keepalive)
+    variable += varint(len(props)) + props
+    return bytes([_CONNECT]) + varint(len(variable) + len(payload)) + variable + payload
 
 
 def subscribe_packet(mid: int, filters: Sequence[str], *, send_retained: bool) -> bytes:
     """SUBSCRIBE at QoS 1; retained messages on every subscribe, or only new ones."""
     # Subscription options: QoS 1, Retain Handling 0 (send) or 1 (send if new).
     options = bytes([0x01 if send_retained else 0x11])
-    body = _U16.pack(mid) + b"\x00" + b"".join(_string(f.encode()) + options for f in filters)
-    return bytes([_SUBSCRIBE]) + _varint(len(body)) + body
+    body = _U16.pack(mid) + b"\x00" + b"".join(string(f.encode()) + options for f in filters)
+    return bytes([_SUBSCRIBE]) + varint(len(body)) + body
 
 
 def unsubscribe_packet(mid: int, filters: Sequence[str]) -> bytes:
     """UNSUBSCRIBE ``filters``."""
-    body = _U16.pack(mid) + b"\x00" + b"".join(_string(f.encode()) for f in filters)
-    return bytes([_UNSUBSCRIBE]) + _varint(len(body)) + body
+    body = _U16.pack(mid) + b"\x00" + b"".join(string(f.encode()) for f in filters)
+    return bytes([_UNSUBSCRIBE]) + varint(len(body)) + body
 
 
 def publish_packet(topic: str, payload: bytes, mid: int, *, dup: bool = False) -> bytes:
     """A QoS 1 PUBLISH without properties."""
-    body = _string(topic.encode()) + _U16.pack(mid) + b"\x00" + payload
-    return bytes([_PUBLISH | 0x02 | (0x08 if dup else 0)]) + _varint(len(body)) + body
+    body = string(topic.encode()) + _U16.pack(mid) + b"\x00" + payload
+    return bytes([_PUBLISH | 0x02 | (0x08 if dup else 0)]) + varint(len(body)) + body
 
 
 def status_packet(topic: str, status: bytes) -> bytes:
     """A retained QoS 0 PUBLISH of our status (re-sent on every connection)."""
-    body = _string(topic.encode()) + b"\x00" + status
-    return bytes([_PUBLISH | 0x01]) + _varint(len(body)) + body
+    body = string(topic.encode()) + b"\x00" + status
+    return bytes([_PUBLISH | 0x01]) + varint(len(body)) + body
 
 
 def disconnect_packet(session_expiry: int | None = None) -> bytes:
@@ -246,8 +233,8 @@ def disconnect_packet(session_expiry: int | None = None) -> bytes:
     if session_expiry is None:
         return bytes([_DISCONNECT, 0])
     props = b"\x11" + _U32.pack(session_expiry)
-    body = b"\x00" + _varint(len(props)) + props
-    return bytes([_DISCONNECT]) + _varint(len(body)) + body
+    body = b"\x00" + varint(len(props)) + props
+    return bytes([_DISCONNECT]) + varint(len(body)) + body
 
 
 class MqttSource:
@@ -548,16 +535,16 @@ class MqttSource:
         return sock
 
     def _read_connack(self, sock: socket.socket) -> bool:
-        header = _read_exactly(sock, 2)
+        header = read_exactly(sock, 2)
         if header[0] != _CONNACK:
             raise MqttProtocolError(f"CONNECT answered with packet type {header[0]:#x}")
         size, rest = header[1], b""
         if size & 0x80:  # a long CONNACK (properties): read the rest of the length
             more = header[1:]
             while more[-1] & 0x80:
-                more += _read_exactly(sock, 1)
+                more += read_exactly(sock, 1)
             size, _ = _read_varint(more, 0)
-        body = rest + _read_exactly(sock, size)
+        body = rest + read_exactly(sock, size)
         session_present, reason = bool(body[0] & 1), body[1]
         props: dict[int, int | bytes] = {}
         if len(body) > 2:
@@ -800,13 +787,3 @@ def _await_close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         while sock.recv(READ_SIZE):
             pass
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionResetError("closed by the broker during the handshake")
-        data += chunk
-    return data

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Iterable
 
+from core.mqttwire import read_exactly, string, varint
 from core.settings import MqttTarget
 from devices.base import Publish
 
@@ -91,23 +92,9 @@ class PublishError(RuntimeError):
     """The broker could not be reached or did not acknowledge in time."""
 
 
-def _length(n: int) -> bytes:
-    """MQTT's variable-length "remaining length"."""
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
 _U16 = struct.Struct("!H").pack
 # PUBLISH fixed-header byte by [QoS][retain].
 _PUBLISH_HEADER = [[bytes((_PUBLISH | qos << 1 | retain,)) for retain in (0, 1)] for qos in (0, 1)]
-
-
-def _string(value: bytes) -> bytes:
-    return _U16(len(value)) + value
 
 
 def connect_packet(
@@ -120,18 +107,18 @@ def connect_packet(
 ) -> bytes:
     """An MQTT 3.1.1 CONNECT with a clean session."""
     flags = 0x02
-    payload = _string(client_id.encode())
+    payload = string(client_id.encode())
     if will is not None:
         flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-        payload += _string(will.topic.encode()) + _string(will.payload)
+        payload += string(will.topic.encode()) + string(will.payload)
     if username is not None:
         flags |= 0x80
-        payload += _string(username.encode())
+        payload += string(username.encode())
         if password is not None:
             flags |= 0x40
-            payload += _string(password.encode())
-    variable = _string(b"MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
-    return bytes([_CONNECT]) + _length(len(variable) + len(payload)) + variable + payload
+            payload += string(password.encode())
+    variable = string(b"MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
+    return bytes([_CONNECT]) + varint(len(variable) + len(payload)) + variable + payload
 
 
 def publish_packet(message: Publish, mid: int) -> bytes:
@@ -141,10 +128,10 @@ def publish_packet(message: Publish, mid: int) -> bytes:
     header = _PUBLISH_HEADER[message.qos][message.retain]
     if message.qos:
         size = 4 + len(topic) + len(payload)
-        length = bytes((size,)) if size < 128 else _length(size)
+        length = bytes((size,)) if size < 128 else varint(size)
         return b"".join((header, length, _U16(len(topic)), topic, _U16(mid), payload))
     size = 2 + len(topic) + len(payload)
-    length = bytes((size,)) if size < 128 else _length(size)
+    length = bytes((size,)) if size < 128 else varint(size)
     return b"".join((header, length, _U16(len(topic)), topic, payload))
 
 
@@ -500,7 +487,7 @@ class Publisher:
             if self._target.tls:
                 sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
             sock.sendall(self._connect)
-            _check_connack(_read_exactly(sock, 4), where)
+            _check_connack(read_exactly(sock, 4), where)
             sock.setblocking(False)
         except OSError as exc:
             sock.close()
@@ -529,16 +516,6 @@ class Publisher:
                 while sock.recv(_READ_SIZE):
                     pass
         sock.close()
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionResetError("closed by the broker during the handshake")
-        data += chunk
-    return data
 
 
 def _check_connack(connack: bytes, where: str) -> None:
