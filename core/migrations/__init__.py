@@ -11,21 +11,32 @@ Adding a change: a new file in ``versions/`` (``down_revision`` = the newest), w
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-
-from alembic import command
-from alembic.config import Config
+from typing import TYPE_CHECKING
 
 from core.db import Database
 from core.migrations import legacy
 from core.migrations.schema import ENTITY_TABLES
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = ["ENTITY_TABLES", "migrate"]
 
 BASELINE = "0001"
 
+log = logging.getLogger(__name__)
+# Alembic logs every step at INFO (plugins set up, the dialect, "will assume
+# non-transactional DDL") each time a process opens the registry, some of it on import
+# (hence the imports inside the functions); what an operator needs is one line when the
+# schema actually changes, which migrate() writes itself.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
 
 def _config(db: Database) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent))
     config.attributes["database"] = db
@@ -34,6 +45,8 @@ def _config(db: Database) -> Config:
 
 def migrate(db: Database) -> None:
     """Upgrade ``db`` to the newest revision (a no-op when it is there)."""
+    from alembic import command
+
     with db.migration_lock() as connection:
         config = _config(db)
         config.attributes["connection"] = connection
@@ -45,7 +58,19 @@ def migrate(db: Database) -> None:
                         for statement in _statements(script):
                             tx.execute(statement)
                 command.stamp(config, BASELINE)
+                log.info("registry: legacy schema %d brought up to the baseline", version)
+        before = _revision(db)
         command.upgrade(config, "head")
+        after = _revision(db)
+        if after != before:
+            log.info("registry schema upgraded from %s to %s", before or "empty", after)
+
+
+def _revision(db: Database) -> str | None:
+    if not db.has_table("alembic_version"):
+        return None
+    rows = db.query("SELECT version_num FROM alembic_version")
+    return str(rows[0][0]) if rows else None
 
 
 def _statements(script: str | list[str]) -> list[str]:
