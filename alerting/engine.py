@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -89,6 +90,11 @@ RESTATED_KINDS = frozenset({PIPELINE_STALLED, CALIBRATION_DUE})
 STALL_BACK_NOTE = "back to normal (during a pipeline stall)"
 STALL_REARMED_NOTE = "pipeline stall over: re-armed, pages after its normal grace"
 STALL_NOTES = frozenset({STALL_BACK_NOTE, STALL_REARMED_NOTE})
+# A standby whose rules heard no observation for this long takes over by replaying history
+# instead of trusting them: the stream may have had a gap (a lost broker session, a frozen
+# process). Shorter and a quiet fleet's takeover replays for nothing; longer and a gap of
+# that long is carried into the live rules.
+STANDBY_STALE_S = 300.0
 
 
 class AlertingStats:
@@ -145,6 +151,9 @@ class AlertingEngine:
         # Active/standby (alerting/lease.py): None means always active (one process).
         self.lease = lease
         self._leading = lease is None
+        # While standing by: when the rules last heard the live stream (None: cold, the
+        # takeover replays history instead).
+        self._heard_at: float | None = None
         self.clock = clock
         self.influx = influx
         self.ack_timeout_s = ack_timeout_s
@@ -184,56 +193,109 @@ class AlertingEngine:
     def start(self) -> None:
         """Warm the rules from stored history, open what happened while nothing ran,
         resume pending deliveries; the scheduler then starts calling :meth:`tick`. With a
-        lease held by another process: stand by (each tick tries to take it over)."""
+        lease held by another process: stand by, warm (each tick tries to take it over)."""
         self.delivery.start()
         if self.lease is None or self.lease.try_acquire():
             self._lead()
         else:
-            log.info("alerting stands by: the lease is held by another instance")
+            self._stand_by()
 
     @property
     def leading(self) -> bool:
         """This process evaluates, escalates and sends (no lease, or it holds it)."""
         return self._leading
 
+    def _stand_by(self) -> None:
+        """Another instance leads. Warm the rules from history all the same and keep them
+        in step with the live stream (:meth:`observe` and :meth:`tick` run them and drop
+        their transitions: the leader says what they say), so that a takeover needs no
+        replay: the lease TTL plus a reconciliation with the book, not plus minutes of
+        history (docs/performance.md, "Alerting failover"). History unreadable: stand by
+        cold, and a takeover replays it then."""
+        with self._lock:
+            now = self.clock.time()
+            warmed = self._replayed(now) if self.influx is not None else self.rules
+            if warmed is not None:
+                warmup.reconcile(warmed, self._booked(), round(now * 1000))  # adopt the book
+                warmed.resume(now + self.startup_grace_s)
+                self.rules = warmed
+                self._heard_at = now
+        log.info(
+            "alerting stands by (%s): the lease is held by another instance",
+            "warm" if self._heard_at is not None else "cold",
+        )
+
     def _lead(self) -> None:
-        """Become the active instance: rules rebuilt and warmed from history (whatever
-        happened, or stopped happening, while another instance or none was active), then
-        the alert book's pending messages and escalations resumed."""
+        """Become the active instance: rules in step with what happened (or stopped
+        happening) while another instance or none was active, then the alert book's pending
+        messages and escalations resumed. A warm standby that heard the stream lately
+        carries its own rules over; otherwise they are rebuilt and warmed from history."""
         with self._lock:
             self._leading = True
-            if self.lease is not None:  # a takeover: the registry may have moved on
-                self.rules = self._load(None)
-            if self.influx is not None:
-                self._warm_up()
+            now = self.clock.time()
+            heard = self._heard_at
+            self._heard_at = None
+            if heard is not None and now - heard <= STANDBY_STALE_S:
+                self._take_over_warm(now)
+            else:
+                if self.lease is not None:  # a takeover: the registry may have moved on
+                    self.rules = self._load(None)
+                if self.influx is not None:
+                    self._warm_up()
         self.delivery.resume_pending()
 
     def _step_down(self, why: str) -> None:
         if self._leading:
             log.error("alerting stands by: %s", why)
+            self._heard_at = self.clock.time()  # its rules were live: a warm standby
         self._leading = False
         self.stats.health.lease(leader=False)
 
-    def _warm_up(self) -> None:
-        """Replay recent history through fresh rules and reconcile them with the alert book
-        (alerting/warmup.py). InfluxDB unreachable: start cold (as before) and say so."""
+    def _booked(self) -> list[Condition]:
+        return [_condition_of(a) for a in self.book.alerts(open_only=True, limit=100_000)]
+
+    def _replayed(self, now: float) -> RuleEngine | None:
+        """Fresh rules fed the last ``warmup_s`` of stored history (alerting/warmup.py);
+        None when InfluxDB cannot be read (said in the log)."""
         assert self.influx is not None
-        now = self.clock.time()
+        started = time.monotonic()  # a duration for /metrics, not an instant rules see
         rules = self._load(None, restore=False)
         try:
             self.warmed = warmup.warm(rules, self.influx, now, self.warmup_s)
         except InfluxError as exc:
-            log.warning("alerting starts without warm-up: history unreadable (%s)", exc)
+            log.warning("alerting not warmed: history unreadable (%s)", exc)
+            return None
+        self.stats.health.warmed(time.monotonic() - started, self.warmed.events)
+        log.info(
+            "alerting warmed with %d stored observations of the last %.0f h",
+            self.warmed.events, self.warmup_s / 3600,
+        )  # fmt: skip
+        return rules
+
+    def _warm_up(self) -> None:
+        """Replay recent history through fresh rules and reconcile them with the alert book
+        (alerting/warmup.py). InfluxDB unreachable: start cold (as before) and say so."""
+        now = self.clock.time()
+        rules = self._replayed(now)
+        if rules is None:
             return
-        booked = [_condition_of(a) for a in self.book.alerts(open_only=True, limit=100_000)]
-        missing = warmup.reconcile(rules, booked, round(now * 1000))
+        missing = warmup.reconcile(rules, self._booked(), round(now * 1000))
         rules.resume(now + self.startup_grace_s)
         self.rules = rules
-        log.info(
-            "alerting warmed with %d stored observations of the last %.0f h; %d condition(s) "
-            "arose while it was not running",
-            self.warmed.events, self.warmup_s / 3600, len(missing),
-        )  # fmt: skip
+        self._open_missing(missing, "while it was not running")
+
+    def _take_over_warm(self, now: float) -> None:
+        """A warm standby takes over: its rules saw every observation and tick; only the
+        book is newer (what the old leader opened, escalated, or a person resolved)."""
+        started = time.monotonic()
+        if self.registry.entity_version() != self._version:
+            self.rules = self._load(self.rules, restore=False)
+        missing = warmup.reconcile(self.rules, self._booked(), round(now * 1000))
+        self.stats.health.warmed(time.monotonic() - started, 0)
+        self._open_missing(missing, "that the previous leader had not opened")
+
+    def _open_missing(self, missing: list[Transition], when: str) -> None:
+        log.info("alerting live; %d condition(s) arose %s", len(missing), when)
         if missing:
             self._apply(missing)
             self._run_due()
@@ -280,17 +342,18 @@ class AlertingEngine:
     # -- inputs -----------------------------------------------------------------------
 
     def observe(self, observations: Iterable[Any]) -> None:
-        """Evaluate stored observations (``ingest.pipeline.Observation``) at once (a
-        standby drops them: they are in InfluxDB, and its warm-up reads them there)."""
+        """Evaluate stored observations (``ingest.pipeline.Observation``) at once. A warm
+        standby keeps its rules in step with them and drops what they decide (the leader
+        decides); a cold one drops them (its takeover replays them from InfluxDB)."""
         if not self._leading:
+            if self._heard_at is not None:
+                with self._lock:
+                    self._evaluate(observations)
+                    self.rules.new_episodes = []  # the leader saves them
+                    self._heard_at = self.clock.time()
             return
         with self._lock, self._fenced():
-            transitions: list[Transition] = []
-            for o in observations:
-                transitions += self.rules.observe(
-                    o.kind, o.ts_ms, sensor=o.sensor, device=o.device, quantity=o.quantity,
-                    value=o.value, code=o.code,
-                )  # fmt: skip
+            transitions = self._evaluate(observations)
             if transitions:
                 self._apply(transitions)
                 self._run_due()
@@ -315,27 +378,43 @@ class AlertingEngine:
         health = self.stats.health
         health.lease(leader=self._leading, heartbeat_at=self.clock.time() if renewed else None)
         if not self._leading:
+            if self._heard_at is not None:  # warm: in step with registry and time
+                self.reload_if_changed()
+                with self._lock:
+                    self._tick_rules()
             health.ticked(self.clock.time())  # a standby ticks too (the watchdog asks)
             return
         self.reload_if_changed()
         self.run_commands()
         with self._lock, self._fenced():
-            now = self.clock.time()
-            probe = self.ingest_connected
-            if probe is None or probe():
-                self._ingest_down_since = None
-            elif self._ingest_down_since is None:
-                self._ingest_down_since = now
-            down = self._ingest_down_since
-            self._apply(
-                self.rules.tick(
-                    round(now * 1000),
-                    ingest_down_since_ms=round(down * 1000) if down is not None else None,
-                )
-            )
+            self._apply(self._tick_rules())
             self._run_due()
             self._flush_events()
         health.ticked(self.clock.time())
+
+    def _evaluate(self, observations: Iterable[Any]) -> list[Transition]:
+        transitions: list[Transition] = []
+        for o in observations:
+            transitions += self.rules.observe(
+                o.kind, o.ts_ms, sensor=o.sensor, device=o.device, quantity=o.quantity,
+                value=o.value, code=o.code,
+            )  # fmt: skip
+        return transitions
+
+    def _tick_rules(self) -> list[Transition]:
+        """The rules' time-based step at the clock's now (with the ingester's connection,
+        in ``coldchain run``)."""
+        now = self.clock.time()
+        probe = self.ingest_connected
+        if probe is None or probe():
+            self._ingest_down_since = None
+        elif self._ingest_down_since is None:
+            self._ingest_down_since = now
+        down = self._ingest_down_since
+        return self.rules.tick(
+            round(now * 1000),
+            ingest_down_since_ms=round(down * 1000) if down is not None else None,
+        )
 
     @contextmanager
     def _fenced(self) -> Iterator[None]:

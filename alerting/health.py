@@ -1,5 +1,6 @@
 """What a watcher outside alerting reads (issue 14): who leads, the lease heartbeat, ticks,
-how far evaluation lags behind ingest, and the queue between them.
+how far evaluation lags behind ingest, the queue between them, and what the last warm-up
+cost (at start-up; at a takeover, a warm standby's reconciliation with the book).
 
 Prometheus scrapes these from every alerting process (``/metrics``: the API's in
 ``coldchain run``, ``COLDCHAIN_METRICS_BIND`` in ``coldchain alerting``) and the rules in
@@ -13,6 +14,7 @@ Who calls what:
   when there is no lease: a lone engine always leads), and ``leader=False`` when a
   fenced write finds the lease lost;
 - :meth:`~AlertingHealth.ticked` by the engine at the end of each tick, standby or not;
+- :meth:`~AlertingHealth.warmed` by the engine after each warm-up (start-up or takeover);
 - :meth:`~AlertingHealth.batch_evaluated` by whoever feeds the engine observations (the
   in-process pump, or ``coldchain alerting``'s MQTT handler), with the time since the
   batch became durable in ingest;
@@ -95,6 +97,20 @@ class AlertingHealth:
                 "Batches the queue holds before ingest waits (and stops acknowledging)",
             )
         )
+        self.warmup_seconds = m.add(
+            Gauge(
+                "coldchain_alerting_warmup_seconds",
+                "How long this process's last warm-up took (rules built, stored history "
+                "replayed, reconciled with the alert book; at a warm standby's takeover, "
+                "the reconciliation alone); it grows with sensors x COLDCHAIN_WARMUP",
+            )
+        )
+        self.warmup_observations = m.add(
+            Gauge(
+                "coldchain_alerting_warmup_observations",
+                "Stored observations the last warm-up replayed",
+            )
+        )
         self._since = time.monotonic()
 
     def lease(self, *, leader: bool, heartbeat_at: float | None = None) -> None:
@@ -102,6 +118,11 @@ class AlertingHealth:
         self.is_leader.set(1.0 if leader else 0.0)
         if heartbeat_at is not None:
             self.lease_heartbeat.set(heartbeat_at)
+
+    def warmed(self, seconds: float, observations: int) -> None:
+        """A warm-up took ``seconds`` and replayed ``observations``."""
+        self.warmup_seconds.set(seconds)
+        self.warmup_observations.set(float(observations))
 
     def ticked(self, at: float) -> None:
         """A tick finished at ``at`` (the engine's clock)."""

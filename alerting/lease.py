@@ -4,9 +4,9 @@ Several ``coldchain alerting`` processes may run against one registry (PostgreSQ
 hosts, or SQLite on one host); one holds the lease and evaluates, escalates and sends, the
 others stand by. The holder renews the lease at every tick; when it stops renewing (killed,
 hung, cut off), the lease expires after :data:`LEASE_TTL_S` and a standby takes it over
-with the next epoch, warms its rules from stored history (alerting/warmup.py: what
-arrived during the gap, and what did not, is evaluated) and resumes the escalations the
-alert book holds.
+with the next epoch, reconciles its rules (warm: it replayed stored history when it
+started and followed the live stream since, alerting/engine.py ``_stand_by``) with the
+alert book and resumes the escalations the book holds.
 
 Two fences keep an ex-holder that wakes up (SIGSTOP, a long GC pause, a frozen VM) from
 acting on a lease it lost:

@@ -1,12 +1,13 @@
 """Start-up continuity: the rules are warmed from stored history before they go live.
 
-A process that starts (a deploy, a crash, a kill -9, a standby taking over) would
+A process that starts (a deploy, a crash, a kill -9, a standby starting) would
 otherwise begin every excursion budget, silence clock, door timer and stuck-probe window
 from zero: an excursion 25 minutes into a 30-minute budget would wait another 30, and a
 store that died while nothing was running would never be reported. So at start-up the
 engine replays the last :data:`WARMUP_S` of what ingest stored (the backtest's replay,
 :mod:`alerting.backtest`) through fresh rules, then :func:`reconcile` makes them agree
-with the alert book, which stays the truth for what was already said:
+with the alert book, which stays the truth for what was already said (a warm standby
+taking over reconciles its live rules the same way, without a replay):
 
 - an alert open in the book and active after the replay: kept, at the higher stage of
   the two (an upgrade the replay saw, and the book did not, is applied now);

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "simulate": "bench.simulate",
     "api": "bench.api",
     "metrics": "bench.metrics",
+    "failover": "bench.failover",
 }
 
 

@@ -198,7 +198,7 @@ def cmd_alerting(_args: argparse.Namespace, settings: Settings) -> int:
             log.exception("undecodable observation batch on %s", topic)
         else:
             engine.observe(batch)
-            if engine.leading:  # a standby drops them
+            if engine.leading:  # a standby only keeps its rules in step
                 lag = None if durable_at is None else time.time() - durable_at
                 health.batch_evaluated(len(batch), lag)
         holder[0].ack(token)  # evaluated (or unusable): the broker may forget it
@@ -657,7 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry_commands(sub)
     _add_broker_commands(sub)
 
-    p = add("bench", cmd_bench, "run a benchmark (ingest, alerting, simulate, api, metrics)")
+    p = add(
+        "bench", cmd_bench, "run a benchmark (ingest, alerting, simulate, api, metrics, failover)"
+    )
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark options")

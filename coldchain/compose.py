@@ -124,7 +124,7 @@ class ObservationPump:
                     return
                 durable_at, batch = item
                 self.engine.observe(batch)
-                if self.engine.leading:  # a standby drops them
+                if self.engine.leading:  # a standby only keeps its rules in step
                     health.batch_evaluated(len(batch), time.monotonic() - durable_at)
             except Exception:  # the pump must outlive a bug in one batch
                 log.exception("alerting failed on a batch of %d observations",

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerting.engine import AlertingEngine
+from alerting.lease import Lease
 from alerting.notifiers.base import Notifier, Outbound
 from alerting.notifiers.console import ConsoleNotifier
 from core.chain import parse_chain
@@ -60,6 +61,23 @@ CHAIN = {
     ],
     "policies": [default_policy("ana")],
 }  # fmt: skip
+
+
+def durable(
+    influx: TimeSeriesStore | None, clock: ManualClock, sensor: str, value: float,
+    quantity: Quantity = Quantity.TEMPERATURE,
+) -> Observation:  # fmt: skip
+    """A reading of ``sensor`` (``wic1`` or ``dc1``) at the clock's now, stored in
+    ``influx`` as ingest writes it (the registry's tags) when given; its observation."""
+    asset = {"wic1": "s042-wic1", "dc1": "s042-dc1"}[sensor]
+    ts = round(clock.time() * 1000)
+    if influx is not None:
+        kind = {"s042-wic1": "walkin_cooler", "s042-dc1": "dairy_case"}[asset]
+        tags = (("asset", asset), ("asset_type", kind), ("sensor", sensor), ("store", "s042"))
+        line = serialize(Point(quantity.value, tags, (("value", value),), ts))
+        assert line is not None
+        influx.write(line.encode())
+    return Observation("reading", ts, sensor, sensor, "s042", asset, None, quantity, value)
 
 
 class EngineHost:
@@ -125,17 +143,7 @@ class Harness(EngineHost):
 
     def reading(self, sensor: str, value: float, quantity: Quantity = Quantity.TEMPERATURE) -> None:
         """A durable reading: stored (when the harness has a store), then evaluated."""
-        asset = {"wic1": "s042-wic1", "dc1": "s042-dc1"}[sensor]
-        ts = round(self.clock.time() * 1000)
-        if self.influx is not None:  # as ingest writes it, with the registry's tags
-            kind = {"s042-wic1": "walkin_cooler", "s042-dc1": "dairy_case"}[asset]
-            tags = (("asset", asset), ("asset_type", kind), ("sensor", sensor), ("store", "s042"))
-            line = serialize(Point(quantity.value, tags, (("value", value),), ts))
-            assert line is not None
-            self.influx.write(line.encode())
-        self.engine.observe(
-            [Observation("reading", ts, sensor, sensor, "s042", asset, None, quantity, value)]
-        )
+        self.engine.observe([durable(self.influx, self.clock, sensor, value, quantity)])
 
     def minutes(self, count: int, sensor: str = "wic1", value: float = 3.0) -> None:
         """One reading a minute for ``count`` minutes, ticking the engine each minute.
@@ -161,3 +169,34 @@ class Harness(EngineHost):
     def sent(self) -> list[tuple[str, str]]:
         sent: list[Outbound] = self.notifier.sent  # type: ignore[attr-defined]
         return [(m.to, m.body) for m in sent]
+
+
+class Monotonic:
+    """A process's own monotonic clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Instance:
+    """An alerting process on a lease: its own registry connections, lease, console
+    notifier, and (given one) the store it warms up from."""
+
+    # The tests tick once a simulated minute: the lease must outlast a tick.
+    TTL_S = 90.0
+
+    def __init__(
+        self, path: str, name: str, clock: ManualClock, influx: TimeSeriesStore | None = None
+    ) -> None:
+        self.mono = Monotonic()
+        self.lease = Lease(Registry(path), name, clock, monotonic=self.mono, ttl_s=self.TTL_S)
+        self.notifier = ConsoleNotifier(out=lambda _line: None)
+        self.engine = AlertingEngine(
+            Registry(path), self.notifier, clock, influx=influx, lease=self.lease
+        )
+
+    def sent(self) -> list[str]:
+        return [m.to for m in self.notifier.sent]

@@ -11,28 +11,15 @@ import pytest
 
 from alerting.book import AlertBook
 from alerting.conditions import TEMPERATURE, Condition
-from alerting.engine import AlertingEngine
 from alerting.lease import LEASE_TTL_S, Lease, LeaseLost
-from alerting.notifiers.console import ConsoleNotifier
 from core.chain import parse_chain
 from core.clock import ManualClock
 from core.registry import Registry
 from core.types import Quantity
 from ingest.pipeline import Observation
-from tests.alerting.harness import CHAIN, GT
+from tests.alerting.harness import CHAIN, GT, Instance, Monotonic
 
 START = datetime(2026, 11, 17, 23, 0, tzinfo=GT)
-TTL_S = 90.0
-
-
-class Monotonic:
-    """A process's own monotonic clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_one_holder_a_takeover_after_expiry_and_a_fenced_ex_holder(any_registry: str) -> None:
@@ -72,20 +59,6 @@ def test_a_restarted_instance_resumes_its_own_lease_at_once(any_registry: str) -
     assert again.epoch == 2
     with pytest.raises(LeaseLost), first.registry.transaction() as tx:
         first.fence(tx)  # whatever was left of the old run is fenced out
-
-
-class Instance:
-    """An alerting process: its own registry connections, lease and console notifier."""
-
-    def __init__(self, path: str, name: str, clock: ManualClock) -> None:
-        self.mono = Monotonic()
-        # The test ticks once a simulated minute: the lease must outlast a tick.
-        self.lease = Lease(Registry(path), name, clock, monotonic=self.mono, ttl_s=TTL_S)
-        self.notifier = ConsoleNotifier(out=lambda _line: None)
-        self.engine = AlertingEngine(Registry(path), self.notifier, clock, lease=self.lease)
-
-    def sent(self) -> list[str]:
-        return [m.to for m in self.notifier.sent]
 
 
 @pytest.fixture

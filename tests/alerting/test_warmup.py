@@ -98,6 +98,9 @@ def test_a_store_that_died_while_nothing_ran_is_reported_after_the_grace(
         harness.restart()
         assert harness.engine.warmed is not None
         assert harness.engine.warmed.events >= 60
+        health = harness.engine.stats.health  # what /metrics says the warm-up cost
+        assert health.warmup_observations.value() == harness.engine.warmed.events
+        assert 0 < health.warmup_seconds.value() < 30
         heard: list[tuple[float, str]] = []
         for tick in range(1, 8 * 6 + 1):  # 8 minutes after the restart, ticking every 10 s
             harness.clock.advance(10)
