@@ -75,7 +75,8 @@ def _pair(
     clock = ManualClock(START)
     a, b = Instance(path, "a", clock, influx), Instance(path, "b", clock, influx)
     a.engine.start()
-    alive, sent = [a], []
+    alive = [a]
+    sent: list[tuple[int, str]] = []
     for minute in range(minutes):
         if minute == 10:
             b.engine.start()  # warms from the 10 minutes stored so far, then stands by
