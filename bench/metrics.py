@@ -1,12 +1,17 @@
 """What a metric call costs on the ingest hot path: the hand-written counters core/metrics.py
-had before prometheus-client, against core/metrics.py now, in single-process mode and in
-prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, run in a child
-process because prometheus-client chooses its value class when it is first imported).
+had before prometheus-client ("old"), prometheus-client's own metric objects as
+core/metrics.py used them until issue 15 ("prometheus"), and core/metrics.py now (per-thread
+counters and a bucket-array histogram exported through prometheus-client's collector
+interface), plus prometheus-client's objects in its multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``, run in a child process because prometheus-client chooses
+its value class when it is first imported).
 
 Per message, ingest counts the message by family, each reading by quantity (two for a
 typical temperature + humidity payload), stamps the last-message gauge and the writer
-observes its latency histogram: :func:`_per_message` does exactly those five calls.
-Figures are nanoseconds per call, the best of ``--rounds`` rounds of ``--calls`` calls.
+files its latency in the histogram: :func:`_suite`'s "per message" does exactly those
+calls (core/metrics.py now: the latency as ingest's writer does it, one ``observe_many``
+per batch of 5,000). Figures are nanoseconds per call, the best of ``--rounds`` rounds of
+``--calls`` calls.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import prometheus_client as prom  # noqa: TID251 - the measured alternative
+
 from core.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
+
+# Messages per writer batch (ingest's COLDCHAIN_BATCH_SIZE default) for observe_many.
+BATCH = 5000
 
 
 class _OldCounter:
@@ -72,7 +82,9 @@ def _best_ns(fn: Callable[[int], None], calls: int, rounds: int) -> float:
     return round(best / calls * 1e9, 1)
 
 
-def _suite(counter: Any, gauge: Any, histogram: Any, calls: int, rounds: int) -> dict[str, float]:
+def _suite(
+    counter: Any, gauge: Any, histogram: Any, calls: int, rounds: int, *, batched: bool = False
+) -> dict[str, float]:
     def labelled(n: int) -> None:
         inc = counter.inc
         for _ in range(n):
@@ -87,53 +99,77 @@ def _suite(counter: Any, gauge: Any, histogram: Any, calls: int, rounds: int) ->
             histogram.observe(0.3)
 
     def per_message(n: int) -> None:
+        latencies: list[float] = []
         for i in range(n):
             counter.inc("native")  # messages by family
             counter.inc("temperature")  # readings by quantity
             counter.inc("humidity")
             gauge.set(float(i))  # last message at
-            histogram.observe(0.3)  # latency, in the writer
+            if not batched:
+                histogram.observe(0.3)  # latency, in the writer
+                continue
+            latencies.append(0.3)
+            if len(latencies) == BATCH:
+                histogram.observe_many(latencies)
+                latencies = []
+        if latencies:
+            histogram.observe_many(latencies)
 
-    return {
+    figures = {
         "counter_inc_labelled_ns": _best_ns(labelled, calls, rounds),
         "gauge_set_ns": _best_ns(gauge_set, calls, rounds),
         "histogram_observe_ns": _best_ns(observe, calls, rounds),
         "per_message_ns": _best_ns(per_message, calls // 5, rounds),
     }
+    if batched:
+        values = [0.3] * BATCH
+
+        def observe_many(n: int) -> None:
+            for _ in range(n // BATCH):
+                histogram.observe_many(values)
+
+        figures["histogram_observe_many_per_value_ns"] = _best_ns(observe_many, calls, rounds)
+    return figures
 
 
-class _Uncached:
-    """core/metrics.py's Counter without its child cache: prometheus-client's
-    ``labels(...)`` on every call, as its documentation writes it."""
+class _PromCounter:
+    """A prometheus-client counter as core/metrics.py used it until issue 15: a dict of
+    label values to prometheus-client children (its own ``labels()`` each call is 3x)."""
 
-    def __init__(self, counter: Counter) -> None:
-        self._metric = counter._metric
+    def __init__(self, name: str) -> None:
+        self._metric = prom.Counter(name, "bench", ["family"], registry=None)
+        self._children: dict[tuple[str, ...], Any] = {}
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
-        self._metric.labels(*labels).inc(amount)
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*labels)
+        child.inc(amount)
 
 
 def _prometheus_figures(calls: int, rounds: int, *, multiprocess: bool) -> dict[str, float]:
-    """core/metrics.py as it is, plus the uncached ``labels()`` call and prometheus-client's
-    own (locked) gauge ``set``, in this process's prometheus-client mode."""
-    counter = Counter("bench_messages_total", "bench", ["family"])
-    gauge: Any = Gauge("bench_last_seconds", "bench")
-    native = Gauge("bench_native_seconds", "bench", labelnames=["k"])._metric.labels("a")
-    if multiprocess:  # attribute-backed gauges are not aggregated there: locked set
-        gauge = native
-    histogram = Histogram("bench_latency_seconds", "bench", LATENCY_BUCKETS)
+    """prometheus-client's own objects, in this process's prometheus-client mode: the
+    cached-child counter, its locked gauge ``set`` (an attribute-backed gauge is what
+    core/metrics.py's unlabelled Gauge is, and not possible in multiprocess mode), its
+    histogram, and ``labels(...).inc()`` on every call as its documentation writes it."""
+    counter = _PromCounter("bench_messages_total")
+    locked = prom.Gauge("bench_native_seconds", "bench", ["k"], registry=None).labels("a")
+    gauge: Any = locked if multiprocess else Gauge("bench_last_seconds", "bench")
+    histogram = prom.Histogram(
+        "bench_latency_seconds", "bench", buckets=LATENCY_BUCKETS, registry=None
+    )
     figures = _suite(counter, gauge, histogram, calls, rounds)
 
-    def native_set(n: int) -> None:
+    def locked_set(n: int) -> None:
         for i in range(n):
-            native.set(float(i))
+            locked.set(float(i))
 
-    figures["gauge_set_locked_ns"] = _best_ns(native_set, calls, rounds)
-    uncached = _Uncached(Counter("bench_uncached_total", "bench", ["family"]))
+    figures["gauge_set_locked_ns"] = _best_ns(locked_set, calls, rounds)
+    uncached = prom.Counter("bench_uncached_total", "bench", ["family"], registry=None)
 
     def labelled(n: int) -> None:
         for _ in range(n):
-            uncached.inc("native")
+            uncached.labels("native").inc()
 
     figures["counter_labels_call_ns"] = _best_ns(labelled, calls, rounds)
     return figures
@@ -151,6 +187,11 @@ def run(argv: list[str], *, quiet: bool) -> dict[str, Any]:
     old = _suite(_OldCounter(), _OldGauge(), _OldHistogram(LATENCY_BUCKETS),
                  args.calls, args.rounds)  # fmt: skip
     single = _prometheus_figures(args.calls, args.rounds, multiprocess=False)
+    now = _suite(
+        Counter("bench_now_total", "bench", ["family"]), Gauge("bench_now_seconds", "bench"),
+        Histogram("bench_now_latency_seconds", "bench", LATENCY_BUCKETS),
+        args.calls, args.rounds, batched=True,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="coldchain-multiproc-") as folder:
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder}
         out = subprocess.run(
@@ -160,16 +201,15 @@ def run(argv: list[str], *, quiet: bool) -> dict[str, Any]:
         ).stdout  # fmt: skip
         multi = json.loads(out.strip().splitlines()[-1])
     figures: dict[str, Any] = {"benchmark": "metrics", "calls": args.calls}
-    for prefix, part in (("old", old), ("single", single), ("multiprocess", multi)):
+    parts = (("old", old), ("prometheus", single), ("now", now), ("multiprocess", multi))
+    for prefix, part in parts:
         figures.update({f"{prefix}_{key}": value for key, value in part.items()})
-    figures["ratio_single_vs_old_per_message"] = round(
-        single["per_message_ns"] / old["per_message_ns"], 2
-    )
-    figures["ratio_multiprocess_vs_old_per_message"] = round(
-        multi["per_message_ns"] / old["per_message_ns"], 2
-    )
+    for prefix, part in parts[1:]:
+        figures[f"ratio_{prefix}_vs_old_per_message"] = round(
+            part["per_message_ns"] / old["per_message_ns"], 2
+        )
     if not quiet:
-        for prefix, part in (("old", old), ("single", single), ("multiprocess", multi)):
+        for prefix, part in parts:
             cells = ", ".join(f"{k.removesuffix('_ns')} {v:g} ns" for k, v in part.items())
             print(f"{prefix:>12}: {cells}")
     return figures

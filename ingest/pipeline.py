@@ -13,7 +13,6 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +20,7 @@ from zoneinfo import ZoneInfo
 from core.clock import Clock
 from core.lineprotocol import format_float, serialize
 from core.registry import DISCOVERED_KEEP, DiscoveredDevice, Registry, payload_text
-from core.types import Fault, FieldValue, Message, Point, Quantity
+from core.types import Fault, FieldValue, Message, Point, Quantity, value_type
 from devices import DecodeError, Router
 from ingest.budget import Budget
 from ingest.index import SensorIndex, Target
@@ -78,7 +77,7 @@ DEAD_LETTERS_PER_S = 10.0
 DEAD_LETTERS_BURST = 600.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Observation:
     """What alerting receives for each stored reading, fault or status change."""
 
@@ -235,7 +234,7 @@ class Pipeline:
             suffix, current = message_suffix, True
             if reading.ts_ms is not None:  # a stored record with its own time
                 suffix, current = self._record_suffix(reading.ts_ms, now_ms), False
-            self.stats.readings.inc(quantity.value)
+            self.stats.readings.inc(quantity)  # a StrEnum: its own label value
             targets = index.targets(reading.sensor, quantity)
             if not targets:
                 target = attribution.target(reading.sensor, quantity)

@@ -235,8 +235,7 @@ class BatchWriter:
         self._stats.acked.inc(amount=len(batch.tokens))
         self._in_hand = 0
         now_s = self._clock.time()
-        for ts in batch.ts_ms:
-            self._stats.latency.observe(max(0.0, now_s - ts / 1000.0))
+        self._stats.latency.observe_many([max(0.0, now_s - ts / 1000.0) for ts in batch.ts_ms])
         if self._on_durable is not None and batch.events:
             self._on_durable(batch.events)
 
