@@ -102,9 +102,10 @@ class BatchWriter:
         self._on_rejected = on_rejected
         self._on_durable = on_durable
         self._housekeeping = housekeeping
-        # A plain Lock under the Condition: submit() takes it once per message, and the
-        # default RLock costs more.
-        self._cond = threading.Condition(threading.Lock())
+        # A plain Lock under the Condition: submit() takes it once per message, directly
+        # (the Condition's own __enter__ is a Python call more), and an RLock costs more.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._pending = Batch()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -119,7 +120,7 @@ class BatchWriter:
 
     def submit(self, lines: list[str], token: Any, ts_ms: int | None, events: list[Any]) -> None:
         """Queue one message's lines; its token is acked once they are durable."""
-        with self._cond:
+        with self._lock:  # the Condition's lock: notify() below is allowed
             batch = self._pending
             if not batch.tokens:
                 batch.first_at = time.monotonic()

@@ -46,7 +46,11 @@ KEYS: dict[str, Quantity] = {
 _KEY_OF = {quantity: key for key, quantity in KEYS.items()}
 # Top-level keys that frame the readings rather than being one.
 _ENVELOPE = frozenset({"ts", "seq", "channels"})
+_KNOWN = frozenset(KEYS) | _ENVELOPE
 _MAX_CHANNELS = 32
+# Topics whose device id decode checked, remembered (one per device and kind).
+_ROUTES_KEPT = 100_000
+_ABSENT = object()
 
 
 class NativeFamily:
@@ -63,6 +67,9 @@ class NativeFamily:
         ),
     )
 
+    def __init__(self) -> None:
+        self._routes: dict[str, tuple[str, bool]] = {}
+
     layout: Mapping[str | None, tuple[Quantity, ...]] = {
         None: (Quantity.TEMPERATURE, Quantity.HUMIDITY, Quantity.DOOR, Quantity.SIGNAL),
         "probe2": (Quantity.TEMPERATURE,),
@@ -77,17 +84,19 @@ class NativeFamily:
         )
 
     def decode(self, topic: str, payload: bytes) -> Message:
-        levels = topic.split("/")
-        if not self.matches(levels):
-            raise DecodeError("bad_topic", f"not a coldchain/v1 topic: {topic[:120]}")
-        device = levels[2]
-        check_device(device)
-        if levels[3] == "status":
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        device, telemetry = route
+        if not telemetry:
             return self._decode_status(device, payload)
         data = parse_json_object(payload)
         readings: list[Reading] = []
         faults: list[Fault] = []
-        self._collect(sensor_id(device), data, readings, faults)
+        self._collect(device, data, readings, faults)
+        unused: list[str] = []
+        if not data.keys() <= _KNOWN:  # keys that are neither readings nor the envelope
+            unused = [key for key in data if key not in _KNOWN]
         channels = data.get("channels")
         if channels is not None:
             if not isinstance(channels, dict) or len(channels) > _MAX_CHANNELS:
@@ -96,6 +105,7 @@ class NativeFamily:
                 if not isinstance(values, dict):
                     raise DecodeError("bad_type", f"channel {channel[:64]!r} is not an object")
                 self._collect(sensor_id(device, check_channel(channel)), values, readings, faults)
+                unused += [f"channels.{channel}.{key}" for key in values if key not in KEYS]
         if not readings and not faults:
             raise DecodeError("no_readings", "no known reading key (temperature_c, ...)")
         ts_ms = None
@@ -107,22 +117,31 @@ class NativeFamily:
         if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
             raise DecodeError("bad_type", "seq must be an integer")
         return Message(
-            family=self.name,
-            device_id=device,
-            readings=tuple(readings),
-            faults=tuple(faults),
-            ts_ms=ts_ms,
-            seq=seq,
-            unused=unused_keys(_unused(data)),
-        )
+            self.name, device, tuple(readings), tuple(faults), None, ts_ms, None, seq,
+            unused=unused_keys(unused),
+        )  # fmt: skip
+
+    def _route(self, topic: str) -> tuple[str, bool]:
+        """(device id, telemetry rather than status) of a topic, validated; remembered
+        (bounded: a fleet's topics repeat, a flood of invented ones clears the memory)."""
+        levels = topic.split("/")
+        if not self.matches(levels):
+            raise DecodeError("bad_topic", f"not a coldchain/v1 topic: {topic[:120]}")
+        route = (check_device(levels[2]), levels[3] == "telemetry")
+        if len(self._routes) >= _ROUTES_KEPT:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
 
     @staticmethod
     def _collect(
         sensor: str, data: dict[str, Any], readings: list[Reading], faults: list[Fault]
     ) -> None:
+        """The readings of one object, in :data:`KEYS` order whatever the payload's."""
         for key, quantity in KEYS.items():
-            if key in data:
-                check_value(sensor, quantity, data[key], readings, faults)
+            raw = data.get(key, _ABSENT)
+            if raw is not _ABSENT:
+                check_value(sensor, quantity, raw, readings, faults)
 
     def _decode_status(self, device: str, payload: bytes) -> Message:
         text = parse_text(payload).lower()
@@ -148,16 +167,6 @@ class NativeFamily:
         return Publish(
             f"coldchain/v1/{device_id}/status", b"online" if online else b"offline", retain=True
         )
-
-
-def _unused(data: dict[str, Any]) -> list[str]:
-    """Keys the payload carries that are not readings (``maintenance``, ``uptime_s``...)."""
-    unused = [key for key in data if key not in KEYS and key not in _ENVELOPE]
-    channels = data.get("channels")
-    if isinstance(channels, dict):
-        for channel, values in channels.items():
-            unused += [f"channels.{channel}.{key}" for key in values if key not in KEYS]
-    return unused
 
 
 def _wire(quantity: Quantity, value: float | FaultCode) -> Any:
