@@ -413,7 +413,7 @@ def run(argv: list[str], *, quiet: bool) -> dict[str, Any]:
     args = _parse(argv)
     # SIGTERM unwinds like an exception, so the processes and servers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    for noisy in ("coldchain", "core", "alembic"):  # migrations of the fresh registry: not progress
+    for noisy in ("coldchain", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ttl_s = parse_duration(args.ttl) if args.ttl else Settings().lease_ttl
     sensors = args.stores * args.per_store

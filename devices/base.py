@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import orjson
+import orjson  # noqa: TID251 - the one import site
 
 from core.types import Fault, FaultCode, Message, Quantity, Reading
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 
 import httpx
 import pytest
@@ -49,6 +50,46 @@ def test_counters_gauges_and_histograms_keep_the_api_the_code_uses() -> None:
     assert histogram.count == 6
     assert histogram.quantile(0.5) == 0.3
     assert histogram.quantile(0.99) == 300.0
+
+
+def test_counters_lose_no_increment_across_threads_nor_when_threads_end() -> None:
+    """Counters count per thread without a lock (issue 15): each thread writes only its
+    own dict; the scrape sums them, and an ended thread's counts stay in the total."""
+    registry, counter, _, _ = _registry()
+    per_thread = 20_000
+
+    def work() -> None:
+        for _ in range(per_thread):
+            counter.inc("native")
+            counter.inc("shelly", amount=0.5)
+
+    for wave in range(3):  # later waves fold the ended threads of earlier ones
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        done = 4 * per_thread * (wave + 1)
+        assert counter.value("native") == done
+        assert counter.value("shelly") == done / 2
+    assert len(counter._shards) <= 5  # the live threads (and this one), not every thread
+    assert parse(registry.render())["t_messages"].value(family="native") == 12 * per_thread
+    with pytest.raises(ValueError, match="labels"):
+        counter.inc("native", "extra")
+    with pytest.raises(ValueError, match="only go up"):
+        counter.inc("native", amount=-1)
+
+
+def test_a_batch_filed_at_once_lands_in_the_buckets_one_by_one_would() -> None:
+    _, _, _, one_by_one = _registry()
+    batch = Histogram("t_batch_seconds", "Latency", LATENCY_BUCKETS)
+    values = [0.0, 0.005, 0.0051, 0.3, 0.30000001, 2.5, 299.9, 300.0, 1e6]
+    for value in values:
+        one_by_one.observe(value)
+    batch.observe_many(values)
+    batch.observe_many([])
+    assert batch._cumulative() == one_by_one._cumulative()
+    assert batch.count == len(values)
 
 
 def test_the_exposition_is_what_prometheus_parses() -> None:
