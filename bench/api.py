@@ -32,7 +32,7 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -171,22 +171,30 @@ class Loader:
             yield batch
 
     def write(self, sensors: range, start_ms: int, end_ms: int) -> None:
-        """Write ``[start_ms, end_ms)`` for ``sensors`` over :data:`WRITERS` connections."""
-        clients = [InfluxV1(self.settings) for _ in range(WRITERS)]
-        try:
-            with ThreadPoolExecutor(WRITERS) as pool:
-                pending = []
-                for k, batch in enumerate(self.lines(sensors, start_ms, end_ms)):
-                    body = "\n".join(batch).encode()
-                    self.points += len(batch)
-                    pending.append(pool.submit(clients[k % WRITERS].write, body))
-                    if len(pending) > 2 * WRITERS:
-                        pending.pop(0).result()
-                for future in pending:
-                    future.result()
-        finally:
-            for client in clients:
-                client.close()
+        """Write ``[start_ms, end_ms)`` for ``sensors`` (:func:`write_batches`)."""
+        self.points += write_batches(self.settings, self.lines(sensors, start_ms, end_ms))
+
+
+def write_batches(settings: Settings, batches: Iterable[list[str]]) -> int:
+    """Write batches of lines over :data:`WRITERS` connections at once, a few batches
+    ahead at most; returns the lines written."""
+    clients = [InfluxV1(settings) for _ in range(WRITERS)]
+    written = 0
+    try:
+        with ThreadPoolExecutor(WRITERS) as pool:
+            pending = []
+            for k, batch in enumerate(batches):
+                written += len(batch)
+                body = "\n".join(batch).encode()
+                pending.append(pool.submit(clients[k % WRITERS].write, body))
+                if len(pending) > 2 * WRITERS:
+                    pending.pop(0).result()
+            for future in pending:
+                future.result()
+    finally:
+        for client in clients:
+            client.close()
+    return written
 
 
 class LiveWriter:

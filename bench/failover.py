@@ -53,7 +53,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +60,7 @@ from typing import Any
 
 import httpx
 
+from bench.api import BATCH_LINES, write_batches
 from coldchain.services import InfluxDB, Mosquitto, PostgreSQL, free_port
 from core.chain import parse_chain, parse_duration
 from core.influx import InfluxV1
@@ -75,10 +75,6 @@ from ingest.index import SensorIndex
 POLL_S = 0.05
 # Added to the TTL for the limit: one standby tick (1 s) and a warm-up of seconds.
 LIMIT_OVER_TTL_S = 5.0
-# Lines per history write (bench/api.py: larger batches cut per-request overhead), and
-# connections writing them at once.
-BATCH_LINES = 10_000
-WRITERS = 2
 MINUTE_MS = 60_000
 # The longest anything here waits (a warm-up of 100k sensors, a slow registry import).
 PATIENCE_S = 1800.0
@@ -178,24 +174,9 @@ def _write_history(settings: Settings, sensors: list[str], hours: float) -> int:
     prefixes = [f"temperature{index.targets(s, Quantity.TEMPERATURE)[0].tags} value="
                 for s in sensors]  # fmt: skip
     end_ms = round(time.time() * 1000)
-    clients = [InfluxV1(settings) for _ in range(WRITERS)]
-    points = 0
-    try:
-        with ThreadPoolExecutor(WRITERS) as pool:
-            pending = []
-            lines = _history_lines(prefixes, end_ms - round(hours * 3_600_000), end_ms)
-            for k, batch in enumerate(lines):
-                points += len(batch)
-                body = "\n".join(batch).encode()
-                pending.append(pool.submit(clients[k % WRITERS].write, body))
-                if len(pending) > 2 * WRITERS:
-                    pending.pop(0).result()
-            for future in pending:
-                future.result()
-    finally:
-        for client in clients:
-            client.close()
-    return points
+    return write_batches(
+        settings, _history_lines(prefixes, end_ms - round(hours * 3_600_000), end_ms)
+    )
 
 
 # -- the processes ------------------------------------------------------------------------
