@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -235,6 +236,52 @@ class Database:
                     yield self._conn
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class SessionLock:
+    """A named lock that a process holds for as long as it runs, seen from every host: a
+    session-level advisory lock of PostgreSQL on a connection of its own (the lock ends
+    with :meth:`release`, or with the connection: the process died, or the database
+    restarted, after which another process may take it).
+
+    ``name`` is hashed to the lock's 64-bit key (collisions between two names are as
+    likely as for any 64-bit hash: none in practice).
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self.name = name
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self._url = url
+        self._db: Database | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no other session holds it; True when this one now does.
+
+        Raises:
+            DatabaseError: the database cannot be reached.
+        """
+        if self._db is not None:
+            return True
+        db = Database(self._url)
+        if not db.postgres:
+            db.close()
+            raise ValueError("SessionLock needs a PostgreSQL database")
+        try:
+            held = bool(db.run("SELECT pg_try_advisory_lock(?)", (self.key,)).fetchall()[0][0])
+        except BaseException:
+            db.close()
+            raise
+        if not held:
+            db.close()
+            return False
+        self._db = db
+        return True
+
+    def release(self) -> None:
+        """Give the lock up (closing its connection ends it)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 def _prepare_sqlite_file(path: Path) -> None:

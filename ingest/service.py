@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import Clock
+from core.db import SessionLock
 from core.errors import ConfigError
 from core.influx import TimeSeriesStore
 from core.metrics import Registry as MetricsRegistry
@@ -49,15 +50,28 @@ STATUS_TOPIC = "coldchain/v1/_ingest/{client_id}/status"
 
 
 class ClaimError(ConfigError):
-    """Another process on this host already runs an ingester with this client id or spool."""
+    """Another process already runs an ingester with this client id (on this host, or with
+    a PostgreSQL registry on any host) or, on this host, with this spool."""
 
 
-def _id_lock(settings: Settings, client_id: str) -> Path:
-    """Where the client id is claimed: next to a SQLite registry (the one folder every
-    member of the host shares), else (PostgreSQL) in the spool folder's parent."""
-    if settings.db_is_file:
-        return Path(f"{settings.db}.mqtt-{client_id}.lock")
-    return settings.spool_dir / f".mqtt-{client_id}.lock"
+class _DatabaseClaim:
+    """The client id claimed in a PostgreSQL registry (core/db.py SessionLock): refused to a
+    second process with the same id on any host, not only on this one."""
+
+    def __init__(self, url: str, client_id: str) -> None:
+        self.what = f"id {client_id}"
+        self._lock = SessionLock(url, f"coldchain-mqtt-client-id:{client_id}")
+
+    def acquire(self) -> None:
+        if not self._lock.try_acquire():
+            raise ClaimError(
+                f"{self.what} is in use by another running ingester (on this host or another: "
+                "its lock is held in the registry database); give each member its own "
+                "COLDCHAIN_INGEST_MEMBER"
+            )
+
+    def release(self) -> None:
+        self._lock.release()
 
 
 class _Claim:
@@ -108,11 +122,17 @@ class Ingester:
         self.client_id = settings.ingest_client_id
         self.registry = registry
         # Two processes with one client id take the broker session from each other; two
-        # with one spool folder overwrite each other's batches. Both are refused at start()
-        # on this host. The client id lock lives next to a SQLite registry (the one folder
-        # every member shares) or, with PostgreSQL, in the spool folder (_id_lock).
+        # with one spool folder overwrite each other's batches. Both are refused at
+        # start(). The client id is claimed next to a SQLite registry (the one folder every
+        # member of the host shares) or, with PostgreSQL, in the database itself (so on
+        # every host); the spool by a lock file in it.
+        id_claim: _Claim | _DatabaseClaim = (
+            _Claim(Path(f"{settings.db}.mqtt-{self.client_id}.lock"), f"id {self.client_id}")
+            if settings.db_is_file
+            else _DatabaseClaim(str(settings.db), self.client_id)
+        )
         self._claims = [
-            _Claim(_id_lock(settings, self.client_id), f"id {self.client_id}"),
+            id_claim,
             _Claim(settings.ingest_spool_dir / ".lock", f"spool {settings.ingest_spool_dir}"),
         ]
         self.spool = Spool(settings.ingest_spool_dir, settings.spool_max_mb * 1024 * 1024)
@@ -200,7 +220,9 @@ class Ingester:
         """Claim the client id and the spool, start writing, then start consuming.
 
         Raises:
-            ClaimError: another ingester on this host runs with this client id or spool.
+            ClaimError: another ingester runs with this client id, or on this host with
+                this spool.
+            DatabaseError: a PostgreSQL registry cannot be reached to claim the id.
         """
         for n, claim in enumerate(self._claims):
             try:
