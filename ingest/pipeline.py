@@ -174,8 +174,9 @@ class Pipeline:
             self.stats.retained_skipped.inc(family.name)
             self.writer.submit([], token, None, [])
             return
-        attribution = _Attribution(self.index, message)
+        attribution = None  # rules 2 and 4 of ingest/index.py, worked out when needed
         if message.device_id not in self.index.by_device:
+            attribution = _Attribution(self.index, message)
             attribution.recheck()  # registered a moment ago? (its store's zone, its tags)
         now_ms = round(now_s * 1000)
         ts_ms, corrected = self._timestamp(message, now_ms)
@@ -184,9 +185,13 @@ class Pipeline:
         lines: list[str] = []
         events: list[Observation] = []
         unregistered: list[str] = []
-        self._readings(message, ts_ms, corrected, now_ms, lines, events, unregistered, attribution)
+        attribution = self._readings(
+            message, ts_ms, corrected, now_ms, lines, events, unregistered, attribution
+        )
         for fault in message.faults:
             self.stats.faults.inc(family.name, fault.code.value)
+            if attribution is None:
+                attribution = _Attribution(self.index, message)
             target = attribution.target(fault.sensor, fault.quantity)
             lines.append(self._fault_line(fault, family.name, ts_ms, target, unregistered))
             if self.emit and target is not None:
@@ -224,19 +229,24 @@ class Pipeline:
         lines: list[str],
         events: list[Observation],
         unregistered: list[str],
-        attribution: _Attribution,
-    ) -> None:
-        """Append one line per reading and target (the hot loop)."""
+        attribution: _Attribution | None,
+    ) -> _Attribution | None:
+        """Append one line per reading and target (the hot loop); returns the message's
+        attribution if it needed one."""
         message_suffix = f"{',ts_corrected=true' if corrected else ''} {ts_ms}"
         index = self.index
+        by_sensor = index.by_sensor
         for reading in message.readings:
             quantity = reading.quantity
             suffix, current = message_suffix, True
             if reading.ts_ms is not None:  # a stored record with its own time
                 suffix, current = self._record_suffix(reading.ts_ms, now_ms), False
             self.stats.readings.inc(quantity)  # a StrEnum: its own label value
-            targets = index.targets(reading.sensor, quantity)
+            found = by_sensor.get(reading.sensor)  # the registered sensor: the common case
+            targets = (found,) if found is not None else index.targets(reading.sensor, quantity)
             if not targets:
+                if attribution is None:
+                    attribution = _Attribution(index, message)
                 target = attribution.target(reading.sensor, quantity)
                 targets = index.targets(reading.sensor, quantity) if target is None else [target]
             if not targets:
@@ -264,6 +274,7 @@ class Pipeline:
                             info.asset, info.asset_type, quantity, value,
                         )
                     )  # fmt: skip
+        return attribution
 
     def _record_time(self, record_ms: int, now_ms: int) -> tuple[int, bool]:
         """A stored record's time: its own, unless absurd (then now, corrected)."""
