@@ -66,7 +66,7 @@ from core.chain import parse_chain, parse_duration
 from core.influx import InfluxV1
 from core.metrics import Family, parse
 from core.registry import Registry
-from core.settings import Settings
+from core.settings import Settings, as_env
 from core.types import Quantity
 from ingest.index import SensorIndex
 
@@ -372,12 +372,8 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     (no Twilio: the console notifier), then the bench's settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COLDCHAIN_", "TWILIO_"))}
     env.update(
+        as_env(settings),
         PYTHONPATH=os.pathsep.join(sys.path),
-        COLDCHAIN_DB=str(settings.db),
-        COLDCHAIN_MQTT_URL=settings.mqtt_url,
-        COLDCHAIN_INFLUX_URL=settings.influx_url,
-        COLDCHAIN_INFLUX_DB=settings.influx_db,
-        COLDCHAIN_SPOOL_DIR=str(settings.spool_dir),
         COLDCHAIN_LOG_LEVEL="INFO",
         **extra,
     )

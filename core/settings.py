@@ -289,6 +289,16 @@ class Settings(BaseModel):
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
 
 
+# What a child coldchain process needs to find what its parent found: the broker,
+# InfluxDB, the registry and the spool (tests and benchmarks start such processes).
+WIRING = ("mqtt_url", "influx_url", "influx_db", "db", "spool_dir")
+
+
+def as_env(settings: Settings, names: tuple[str, ...] = WIRING) -> dict[str, str]:
+    """The environment variables that give a process these settings' ``names``."""
+    return {ENV_NAMES[name]: str(getattr(settings, name)) for name in names}
+
+
 def redact_url(url: str) -> str:
     """``scheme://user:***@host/...``: a URL's password replaced (the rest is kept, to
     recognise the setting); a URL without one is returned as it is."""

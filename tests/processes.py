@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core.settings import Settings
+from core.settings import Settings, as_env
 from tests.fakes.twilio_server import FakeTwilioServer
 
 SID = "AC" + "fedcba9876543210" * 2
@@ -47,11 +47,7 @@ class Coldchain:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COLDCHAIN_", "TWILIO_"))}
         env.update(
-            COLDCHAIN_MQTT_URL=self.settings.mqtt_url,
-            COLDCHAIN_INFLUX_URL=self.settings.influx_url,
-            COLDCHAIN_INFLUX_DB=self.settings.influx_db,
-            COLDCHAIN_DB=str(self.settings.db),
-            COLDCHAIN_SPOOL_DIR=str(self.settings.spool_dir),
+            as_env(self.settings),
             COLDCHAIN_LOG_LEVEL="INFO",
             TWILIO_ACCOUNT_SID=SID,
             TWILIO_AUTH_TOKEN=TOKEN,

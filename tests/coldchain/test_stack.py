@@ -18,7 +18,7 @@ from coldchain.services import Mosquitto
 from core.chain import parse_chain
 from core.clock import SystemClock
 from core.registry import Registry
-from core.settings import Settings
+from core.settings import Settings, as_env
 from devices.base import Publish
 from simulator.publisher import Publisher
 from tests.ingest.helpers import wait_for
@@ -81,11 +81,7 @@ def test_split_ingest_and_alerting_processes(
     Registry(settings.db).import_chain(parse_chain(CHAIN))
     env = dict(
         os.environ,
-        COLDCHAIN_MQTT_URL=settings.mqtt_url,
-        COLDCHAIN_INFLUX_URL=settings.influx_url,
-        COLDCHAIN_INFLUX_DB=settings.influx_db,
-        COLDCHAIN_DB=str(settings.db),
-        COLDCHAIN_SPOOL_DIR=str(settings.spool_dir),
+        **as_env(settings),
         COLDCHAIN_PUBLISH_OBSERVATIONS="true",
         COLDCHAIN_LOG_LEVEL="INFO",
     )

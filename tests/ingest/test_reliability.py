@@ -22,7 +22,7 @@ from coldchain.services import InfluxDB, Mosquitto
 from core.chain import Chain, parse_chain
 from core.influx import InfluxV1
 from core.registry import Registry
-from core.settings import Settings
+from core.settings import Settings, as_env
 from devices.base import Publish
 from simulator.publisher import Publisher
 from tests.ingest.helpers import count, running_ingester, wait_for
@@ -66,11 +66,7 @@ def _readings(devices: int, per_device: int, start: int = 0) -> list[Publish]:
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        COLDCHAIN_MQTT_URL=settings.mqtt_url,
-        COLDCHAIN_INFLUX_URL=settings.influx_url,
-        COLDCHAIN_INFLUX_DB=settings.influx_db,
-        COLDCHAIN_DB=str(settings.db),
-        COLDCHAIN_SPOOL_DIR=str(settings.spool_dir),
+        as_env(settings),
         COLDCHAIN_MQTT_CLIENT_ID=settings.mqtt_client_id,
         # Small batches: a kill lands between many write/ack cycles, not before the first.
         COLDCHAIN_BATCH_SIZE="500",

@@ -22,7 +22,7 @@ from coldchain.services import Mosquitto
 from core.clock import SystemClock
 from core.errors import ConfigError
 from core.influx import InfluxV1
-from core.settings import Settings, load_settings, parse_mqtt_url
+from core.settings import Settings, as_env, load_settings, parse_mqtt_url
 from ingest.mqtt import AckToken, MqttSource
 from ingest.service import ClaimError, Ingester
 from simulator.publisher import Publisher
@@ -45,11 +45,7 @@ def _spawn(settings: Settings, member: str, log: Path) -> subprocess.Popen[bytes
 def _env(settings: Settings, member: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        COLDCHAIN_MQTT_URL=settings.mqtt_url,
-        COLDCHAIN_INFLUX_URL=settings.influx_url,
-        COLDCHAIN_INFLUX_DB=settings.influx_db,
-        COLDCHAIN_DB=str(settings.db),
-        COLDCHAIN_SPOOL_DIR=str(settings.spool_dir),
+        as_env(settings),
         COLDCHAIN_SHARE_GROUP="drill",
         COLDCHAIN_INGEST_MEMBER=member,
         COLDCHAIN_BATCH_SIZE="500",
