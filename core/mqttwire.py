@@ -27,6 +27,16 @@ def string(value: bytes) -> bytes:
     return _U16.pack(len(value)) + value
 
 
+def credentials(username: str | None, password: str | None) -> tuple[int, bytes]:
+    """The CONNECT flags and payload tail of a user name and password (MQTT 3.1.1 and 5
+    alike: a password is sent only with a user name)."""
+    if username is None:
+        return 0, b""
+    if password is None:
+        return 0x80, string(username.encode())
+    return 0x80 | 0x40, string(username.encode()) + string(password.encode())
+
+
 def read_exactly(sock: socket.socket, size: int) -> bytes:
     """``size`` bytes from a blocking socket (the handshake, before the read loop)."""
     data = b""

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import NewType
 
-from core.mqttwire import read_exactly, string, varint
+from core.mqttwire import credentials, read_exactly, string, varint
 from core.settings import MqttTarget
 
 log = logging.getLogger(__name__)
@@ -188,12 +188,9 @@ def connect_packet(
     if will_topic is not None:
         flags |= 0x04 | 0x08 | 0x20  # will, will QoS 1, will retain
         payload += b"\x00" + string(will_topic.encode()) + string(STATUS_OFFLINE)
-    if username is not None:
-        flags |= 0x80
-        payload += string(username.encode())
-        if password is not None:
-            flags |= 0x40
-            payload += string(password.encode())
+    login_flags, login = credentials(username, password)
+    flags |= login_flags
+    payload += login
     props = b"\x11" + _U32.pack(session_expiry) + b"\x21" + _U16.pack(receive_maximum)
     if max_packet_size is not None:
         props += b"\x27" + _U32.pack(max_packet_size)

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from core.mqttwire import read_exactly, string, varint
+from core.mqttwire import credentials, read_exactly, string, varint
 from core.settings import MqttTarget
 from devices.base import Publish
 
@@ -111,12 +111,9 @@ def connect_packet(
     if will is not None:
         flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
         payload += string(will.topic.encode()) + string(will.payload)
-    if username is not None:
-        flags |= 0x80
-        payload += string(username.encode())
-        if password is not None:
-            flags |= 0x40
-            payload += string(password.encode())
+    login_flags, login = credentials(username, password)
+    flags |= login_flags
+    payload += login
     variable = string(b"MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
     return bytes([_CONNECT]) + varint(len(variable) + len(payload)) + variable + payload
 
