@@ -20,7 +20,8 @@ batches, QoS 1 PUBLISH out for split mode, PINGREQ, DISCONNECT), parses every pa
 baseline in ``bench/bare.py`` and the independent client in the tests.
 
 Threads: one network thread owns the socket (all reads and writes, so TLS is safe). It
-calls the handler for every PUBLISH, in order. Other threads hand it acknowledgements and
+calls the handler for every PUBLISH, in order, and ``on_chunk`` after the messages of each
+read (so that a consumer can hand them on in one go). Other threads hand it acknowledgements and
 publishes through :meth:`ack_many` / :meth:`publish`, which queue bytes and wake it once.
 
 Payload cap (issue 13): CONNECT carries a Maximum Packet Size, so a compliant broker
@@ -256,6 +257,7 @@ class MqttSource:
         announce_max_packet: bool = True,
         share_group: str | None = None,
         status_topic: str | None = None,
+        on_chunk: Callable[[bool], None] | None = None,
     ) -> None:
         if not 1 <= receive_maximum <= 65_535:
             raise ValueError(f"receive_maximum: {receive_maximum} is not between 1 and 65535")
@@ -264,6 +266,7 @@ class MqttSource:
         self.filters = [f"$share/{share_group}/{f}" if share_group else f for f in subscriptions]
         self._shared = share_group is not None
         self._handler = handler
+        self._on_chunk = on_chunk
         self._on_change = on_connection_change
         self._on_oversized = on_oversized
         self.max_payload = max_payload
@@ -588,6 +591,7 @@ class MqttSource:
                 last_out = time.monotonic()
             if buf and not full and sock not in ready:
                 buf = self._parse(buf)  # held back at the bound; acks made room
+                self._chunk_done(sock)
             if sock in ready:
                 chunk = sock.recv(READ_SIZE)
                 if not chunk:
@@ -596,6 +600,7 @@ class MqttSource:
                     while sock.pending():
                         chunk += sock.recv(READ_SIZE)
                 buf = self._parse(buf + chunk if buf else chunk)
+                self._chunk_done(sock)
                 if self._gone is not None:
                     return self._gone
                 ping_at = 0.0  # anything from the broker proves the link
@@ -609,6 +614,18 @@ class MqttSource:
                 last_out = ping_at = now
 
     _gone: str | None = None
+
+    def _chunk_done(self, sock: socket.socket) -> None:
+        """Tell ``on_chunk`` that the messages of one read were handed over, and whether
+        there is nothing more to read for now: the socket is empty, or the in-flight
+        bound stops reading until acknowledgements (so until a write) make room."""
+        if self._on_chunk is None:
+            return
+        caught_up = (
+            self._handed - self._acked >= self.receive_maximum
+            or not select.select([sock], [], [], 0)[0]
+        )
+        self._on_chunk(caught_up)
 
     def _flush(self, sock: socket.socket) -> bool:
         with self._lock:

@@ -1,6 +1,6 @@
 """From one MQTT message to line-protocol lines: route, decode, validate, enrich.
 
-Runs in paho's network thread for every message, so it is written for speed: the topic
+Runs in the MQTT source's network thread for every message, so it is written for speed: the topic
 route is cached, tag strings are precomputed per sensor, readings go straight to text.
 Whatever happens, the message ends in exactly one place, and is acknowledged only once
 that place is durable: InfluxDB (through the writer), or the dead-letter store.
@@ -128,51 +128,93 @@ class Pipeline:
             OrderedDict()
         )
         self._unregistered_lock = threading.Lock()
-        # Unused payload keys already recorded per device (paho thread only).
+        # Unused payload keys already recorded per device (network thread only).
         self._unused_seen: dict[str, frozenset[str]] = {}
         self._last_side_flush = 0.0
         self._zones: dict[str, ZoneInfo] = {}
+        # Staged by the messages of the current receive chunk (network thread only),
+        # handed on by end_chunk(): the receive time, writer input, counts.
+        self._now_s: float | None = None
+        self._lines: list[str] = []
+        self._tokens: list[Any] = []
+        self._times: list[int] = []
+        self._events: list[Observation] = []
+        self._family_counts: dict[str, int] = {}
+        self._quantity_counts: dict[Quantity, int] = {}
 
-    # -- the per-message path (paho thread) -------------------------------------------
+    # -- the per-message path (the network thread) ------------------------------------
 
     def handle(self, topic: str, payload: bytes, retained: bool, token: Any) -> None:
-        """Process one MQTT message; never raises."""
-        now_s = self.clock.time()
-        self.stats.last_message_at.set(now_s)
+        """Process one MQTT message; never raises.
+
+        What it yields is staged: :meth:`end_chunk`, called after the last message of a
+        receive chunk, hands the chunk's lines and tokens to the writer in one call, and
+        its counts to the metrics (one lock and one clock read per chunk, not per message).
+        """
+        now_s = self._now_s
+        if now_s is None:
+            now_s = self._now_s = self.clock.time()
         try:
             self._handle(topic, payload, retained, token, now_s)
         except Exception as exc:  # a bug must not kill the consumer nor lose the message
             log.exception("internal error on topic %s", topic[:200])
             self.stats.internal_errors.inc()
             self._dead_letter(now_s, "internal_error", None, topic, payload, repr(exc)[:300])
-            self.writer.submit([], token, None, [])
+            self.pass_on(token)
+
+    def pass_on(self, token: Any) -> None:
+        """A message with nothing to write: acknowledged in its turn (staged in order)."""
+        self._tokens.append(token)
+
+    def end_chunk(self, caught_up: bool) -> None:
+        """Hand what the messages since the last call staged to the writer; count them.
+
+        ``caught_up``: the source has nothing more to read for now (see
+        :meth:`BatchWriter.submit_many`).
+        """
+        if self._now_s is not None:
+            self.stats.last_message_at.set(self._now_s)
+            self._now_s = None
+        if self._family_counts:
+            for name, count in self._family_counts.items():
+                self.stats.messages.inc(name, amount=count)
+            self._family_counts = {}
+        if self._quantity_counts:
+            for quantity, count in self._quantity_counts.items():
+                self.stats.readings.inc(quantity, amount=count)  # a StrEnum: a label value
+            self._quantity_counts = {}
+        if self._tokens:
+            lines, tokens, times, events = self._lines, self._tokens, self._times, self._events
+            self._lines, self._tokens, self._times, self._events = [], [], [], []
+            self.writer.submit_many(lines, tokens, times, events, caught_up=caught_up)
 
     def _handle(self, topic: str, payload: bytes, retained: bool, token: Any, now_s: float) -> None:
         family = self.router.route(topic)
+        counts = self._family_counts
         if family is None:
-            self.stats.messages.inc("unknown")
+            counts["unknown"] = counts.get("unknown", 0) + 1
             self._dead_letter(now_s, "unknown_topic", None, topic, payload, "no family claims it")
-            self.writer.submit([], token, None, [])
+            self.pass_on(token)
             return
-        self.stats.messages.inc(family.name)
+        counts[family.name] = counts.get(family.name, 0) + 1
         try:
             message = family.decode(topic, payload)
         except DecodeError as exc:
             self._dead_letter(now_s, exc.reason, family.name, topic, payload, exc.detail)
-            self.writer.submit([], token, None, [])
+            self.pass_on(token)
             return
         if message.ignored is not None:
             # Nothing to store, but never silently: counted by reason and listed with the
             # device (GET /devices/discovered, `coldchain devices discovered`).
             self.stats.ignored.inc(family.name, message.ignored)
             self._discover(message, family.name, [], topic, payload, now_s)
-            self.writer.submit([], token, None, [])
+            self.pass_on(token)
             return
         if retained and (message.readings or message.faults):
             # Replayed by the broker because we subscribed: a value of unknown age. Live
             # publishes reach subscribers with the retain flag cleared.
             self.stats.retained_skipped.inc(family.name)
-            self.writer.submit([], token, None, [])
+            self.pass_on(token)
             return
         attribution = None  # rules 2 and 4 of ingest/index.py, worked out when needed
         if message.device_id not in self.index.by_device:
@@ -188,37 +230,21 @@ class Pipeline:
         attribution = self._readings(
             message, ts_ms, corrected, now_ms, lines, events, unregistered, attribution
         )
-        for fault in message.faults:
-            self.stats.faults.inc(family.name, fault.code.value)
-            if attribution is None:
-                attribution = _Attribution(self.index, message)
-            target = attribution.target(fault.sensor, fault.quantity)
-            lines.append(self._fault_line(fault, family.name, ts_ms, target, unregistered))
-            if self.emit and target is not None:
-                info = target.info
-                events.append(
-                    Observation(
-                        "fault", ts_ms, message.device_id, info.sensor, info.store,
-                        info.asset, info.asset_type, fault.quantity, code=fault.code.value,
-                    )
-                )  # fmt: skip
-        if message.online is not None:
-            lines.append(self._status_line(message, family.name, ts_ms))
-            device_info = self.index.device_info(message.device_id)
-            if self.emit and device_info is not None:  # unknown devices are news to no rule
-                events.append(
-                    Observation(
-                        "status", ts_ms, message.device_id, store=device_info.store,
-                        value=1.0 if message.online else 0.0,
-                    )
-                )  # fmt: skip
+        if message.faults or message.online is not None:
+            self._faults_and_status(
+                message, family.name, ts_ms, lines, events, unregistered, attribution
+            )
         if unregistered:
             self.stats.unknown_sensor.inc(family.name, amount=len(unregistered))
             self._discover(message, family.name, unregistered, topic, payload, now_s)
         elif message.unused and self._new_unused(message):
             self._discover(message, family.name, [], topic, payload, now_s)
-        has_device_time = message.ts_ms is not None and not corrected
-        self.writer.submit(lines, token, ts_ms if has_device_time else None, events)
+        self._lines += lines
+        self._tokens.append(token)
+        if message.ts_ms is not None and not corrected:
+            self._times.append(ts_ms)
+        if events:
+            self._events += events
 
     def _readings(
         self,
@@ -236,12 +262,13 @@ class Pipeline:
         message_suffix = f"{',ts_corrected=true' if corrected else ''} {ts_ms}"
         index = self.index
         by_sensor = index.by_sensor
+        counts = self._quantity_counts
         for reading in message.readings:
             quantity = reading.quantity
             suffix, current = message_suffix, True
             if reading.ts_ms is not None:  # a stored record with its own time
                 suffix, current = self._record_suffix(reading.ts_ms, now_ms), False
-            self.stats.readings.inc(quantity)  # a StrEnum: its own label value
+            counts[quantity] = counts.get(quantity, 0) + 1
             found = by_sensor.get(reading.sensor)  # the registered sensor: the common case
             targets = (found,) if found is not None else index.targets(reading.sensor, quantity)
             if not targets:
@@ -275,6 +302,42 @@ class Pipeline:
                         )
                     )  # fmt: skip
         return attribution
+
+    def _faults_and_status(
+        self,
+        message: Message,
+        family: str,
+        ts_ms: int,
+        lines: list[str],
+        events: list[Observation],
+        unregistered: list[str],
+        attribution: _Attribution | None,
+    ) -> None:
+        """Append the lines (and observations) of a message's faults and status."""
+        for fault in message.faults:
+            self.stats.faults.inc(family, fault.code.value)
+            if attribution is None:
+                attribution = _Attribution(self.index, message)
+            target = attribution.target(fault.sensor, fault.quantity)
+            lines.append(self._fault_line(fault, family, ts_ms, target, unregistered))
+            if self.emit and target is not None:
+                info = target.info
+                events.append(
+                    Observation(
+                        "fault", ts_ms, message.device_id, info.sensor, info.store,
+                        info.asset, info.asset_type, fault.quantity, code=fault.code.value,
+                    )
+                )  # fmt: skip
+        if message.online is not None:
+            lines.append(self._status_line(message, family, ts_ms))
+            device_info = self.index.device_info(message.device_id)
+            if self.emit and device_info is not None:  # unknown devices are news to no rule
+                events.append(
+                    Observation(
+                        "status", ts_ms, message.device_id, store=device_info.store,
+                        value=1.0 if message.online else 0.0,
+                    )
+                )  # fmt: skip
 
     def _record_time(self, record_ms: int, now_ms: int) -> tuple[int, bool]:
         """A stored record's time: its own, unless absurd (then now, corrected)."""

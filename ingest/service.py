@@ -180,6 +180,7 @@ class Ingester:
             on_oversized=self._on_oversized,
             share_group=settings.share_group,
             status_topic=STATUS_TOPIC.format(client_id=self.client_id),
+            on_chunk=self.pipeline.end_chunk,
         )
 
     def _ack_many(self, tokens: list[Any]) -> None:
@@ -193,7 +194,7 @@ class Ingester:
         self.stats.dead_letters.inc("payload_too_large")
         if not self._oversized_budget.take():  # a flood of big messages: counted, not kept
             self.stats.side_dropped.inc("dead_letter")
-            self.writer.submit([], token, None, [])
+            self.pipeline.pass_on(token)
             return
         cap = self.settings.max_payload_bytes
         detail = f"{size} bytes, over COLDCHAIN_MAX_PAYLOAD_BYTES={cap}"
@@ -201,7 +202,7 @@ class Ingester:
         row = (self.clock.time(), "payload_too_large", None, topic[:512], text, detail)
         with self._oversized_lock:
             self._oversized.append(row)
-        self.writer.submit([], token, None, [])
+        self.pipeline.pass_on(token)
 
     def _before_ack(self) -> None:
         self.pipeline.flush_dead_letters()

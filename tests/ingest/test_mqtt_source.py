@@ -36,6 +36,7 @@ class Recorder:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.tokens: list[AckToken] = []
         self.oversized: list[tuple[str, bytes, int]] = []
+        self.chunks: list[tuple[int, bool]] = []  # (messages handed so far, caught up)
         self.lock = threading.Lock()
 
     def __call__(self, topic: str, payload: bytes, retained: bool, token: AckToken) -> None:
@@ -49,6 +50,10 @@ class Recorder:
         with self.lock:
             self.oversized.append((topic, prefix, size))
             self.tokens.append(token)
+
+    def on_chunk(self, caught_up: bool) -> None:
+        with self.lock:
+            self.chunks.append((len(self.messages), caught_up))
 
     def payloads(self) -> list[bytes]:
         with self.lock:
@@ -148,6 +153,28 @@ def test_receive_maximum_bounds_what_is_in_flight(broker: Mosquitto, rec: Record
             source.ack_many(rec.take_tokens())
             time.sleep(0.05)
         source.ack_many(rec.take_tokens())
+        assert rec.payloads() == [f"{i:06d}".encode() for i in range(200)]
+    finally:
+        source.stop()
+
+
+def test_every_read_ends_with_on_chunk_saying_whether_more_can_be_read(
+    broker: Mosquitto, rec: Recorder
+) -> None:
+    """What the ingester's hand-off per read rests on: ``on_chunk`` follows the messages
+    of each read, and says "caught up" once the broker has sent everything, and also at
+    the in-flight bound (only a write, and its acks, can bring more)."""
+    source = _source(broker, rec, receive_maximum=50, on_chunk=rec.on_chunk)
+    try:
+        _publish(broker, _numbered(200))
+        wait_for(lambda: len(rec.payloads()) == 50, 20, "the first 50")
+        wait_for(lambda: (50, True) in rec.chunks, 10, "caught up at the bound")
+        while len(rec.payloads()) < 200:
+            source.ack_many(rec.take_tokens())
+            time.sleep(0.05)
+        wait_for(lambda: rec.chunks[-1] == (200, True), 10, "caught up at the end")
+        counts = [n for n, _ in rec.chunks]
+        assert counts == sorted(counts)  # each call after the messages of its read
         assert rec.payloads() == [f"{i:06d}".encode() for i in range(200)]
     finally:
         source.stop()

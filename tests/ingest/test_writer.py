@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from core.clock import SystemClock
 from core.errors import InfluxConfigError, InfluxRejected, InfluxTooLarge, InfluxUnavailable
 from ingest.spool import Spool
 from ingest.stats import IngestStats
-from ingest.writer import BatchWriter, Rejection
+from ingest.writer import CAUGHT_UP_FLUSH, BatchWriter, Rejection
 from tests.ingest.helpers import wait_for
 
 
@@ -44,7 +45,9 @@ class FakeStore:
         return True
 
 
-def _writer(tmp_path: Path, store: FakeStore) -> tuple[BatchWriter, list[Any], list[Rejection]]:
+def _writer(
+    tmp_path: Path, store: FakeStore, *, batch_size: int = 10, interval_s: float = 0.05
+) -> tuple[BatchWriter, list[Any], list[Rejection]]:
     acked: list[Any] = []
     rejected: list[Rejection] = []
     writer = BatchWriter(
@@ -53,8 +56,8 @@ def _writer(tmp_path: Path, store: FakeStore) -> tuple[BatchWriter, list[Any], l
         acked.extend,
         IngestStats(),
         SystemClock(),
-        batch_size=10,
-        interval_s=0.05,
+        batch_size=batch_size,
+        interval_s=interval_s,
         on_rejected=rejected.extend,
     )
     writer.start()
@@ -70,6 +73,28 @@ def test_acks_follow_the_write(tmp_path: Path) -> None:
     writer.stop()
     assert acked == list(range(25))
     assert len(store.lines) == 25
+
+
+def test_a_caught_up_source_has_its_batch_written_without_waiting_for_the_interval(
+    tmp_path: Path,
+) -> None:
+    """The tail of a backlog is written when the source has read everything, not an
+    interval later; a source still reading, or a batch too small, waits as before."""
+    store = FakeStore()
+    writer, acked, _ = _writer(tmp_path, store, batch_size=100_000, interval_s=3600)
+    n = CAUGHT_UP_FLUSH
+    writer.submit_many([f"m v={i} {i}" for i in range(n - 1)], list(range(n - 1)), [], [],
+                       caught_up=True)  # fmt: skip
+    writer.submit_many([f"m v={n - 1} {n - 1}"], [n - 1], [], [])  # enough, still reading
+    time.sleep(0.5)  # the writer thread had its chance: nothing is due for an hour
+    assert acked == []
+    assert store.lines == []
+    assert writer.depth() == (n, n)
+    writer.submit_many([f"m v={n} {n}"], [n], [n * 1000], [], caught_up=True)
+    wait_for(lambda: len(acked) == n + 1)
+    writer.stop()
+    assert acked == list(range(n + 1))  # in arrival order
+    assert len(store.lines) == n + 1
 
 
 def test_rejected_lines_are_isolated_by_bisection(tmp_path: Path) -> None:
