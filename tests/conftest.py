@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -67,17 +67,37 @@ def any_registry(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return _registry_target(str(request.param), request, tmp_path)
 
 
-@pytest.fixture
-def influx_settings(influxd: InfluxDB, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    """Settings pointing at the session InfluxDB with a database of this test's own, and
-    a registry of its own (the backend ``--registry`` chose)."""
+def _settings(influxd: InfluxDB, request: pytest.FixtureRequest, folder: Path) -> Settings:
     backend = str(request.config.getoption("--registry"))
     return Settings(
         influx_url=influxd.url,
         influx_db=f"t{next(_db_counter)}",
-        db=_registry_target(backend, request, tmp_path),
-        spool_dir=tmp_path / "spool",
+        db=_registry_target(backend, request, folder),
+        spool_dir=folder / "spool",
     )
+
+
+@pytest.fixture
+def influx_settings(influxd: InfluxDB, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings pointing at the session InfluxDB with a database of this test's own, and
+    a registry of its own (the backend ``--registry`` chose)."""
+    return _settings(influxd, request, tmp_path)
+
+
+@pytest.fixture
+def run_settings(
+    influxd: InfluxDB, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[str], Settings]:
+    """For tests that compare independent runs: each call (a run's name) gives settings
+    like :func:`influx_settings`, with an InfluxDB database, a registry and a spool of
+    that run's own, so that no run starts from what another one stored."""
+
+    def make(name: str) -> Settings:
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return _settings(influxd, request, folder)
+
+    return make
 
 
 @pytest.fixture
