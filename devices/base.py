@@ -138,6 +138,13 @@ def check_value(
     Accepts numbers and numeric strings (Dragino's decoder returns ``"3.02"``); ``None``,
     ``nan``, sentinel values, non-numbers and out-of-range values become faults.
     """
+    if type(raw) is float:  # the common case first: a plain number in range
+        low, high = VALID_RANGE[quantity]
+        if low <= raw <= high and (
+            quantity is not Quantity.TEMPERATURE or raw not in _TEMPERATURE_SENTINELS
+        ):
+            readings.append(Reading(sensor, quantity, raw))
+            return
     if raw is None:
         faults.append(Fault(sensor, quantity, FaultCode.NULL, "null"))
         return
@@ -232,6 +239,8 @@ def epoch_ms(value: Any) -> int | None:
     Returns None for values that are not a time at all; absurd-but-valid times are
     returned as they are, for ingest to judge against the receive time.
     """
+    if type(value) is int and -100_000_000_000 < value < 100_000_000_000:
+        return value * 1000  # epoch seconds, the common case (exact, as below)
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):

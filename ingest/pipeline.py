@@ -1,7 +1,8 @@
 """From one MQTT message to line-protocol lines: route, decode, validate, enrich.
 
-Runs in the MQTT source's network thread for every message, so it is written for speed: the topic
-route is cached, tag strings are precomputed per sensor, readings go straight to text.
+Runs in the MQTT source's network thread for every message, so it is written for speed:
+the topic route is cached, tag strings are precomputed per sensor, readings go straight
+to text, and what a receive chunk yields goes to the writer in one call.
 Whatever happens, the message ends in exactly one place, and is acknowledged only once
 that place is durable: InfluxDB (through the writer), or the dead-letter store.
 """
@@ -293,7 +294,8 @@ class Pipeline:
                 info = target.info
                 if quantity is Quantity.TEMPERATURE and info.offset:
                     value = round(value + info.offset, 4)
-                lines.append(f"{quantity.value}{target.tags} value={format_float(value)}{suffix}")
+                # {quantity}: a StrEnum formats as its value (cheaper than .value)
+                lines.append(f"{quantity}{target.tags} value={format_float(value)}{suffix}")
                 if self.emit and current:  # a record is history, not news for alerting
                     events.append(
                         Observation(

@@ -50,7 +50,11 @@ _KNOWN = frozenset(KEYS) | _ENVELOPE
 _MAX_CHANNELS = 32
 # Topics whose device id decode checked, remembered (one per device and kind).
 _ROUTES_KEPT = 100_000
+# Payload shapes (top-level keys in order) remembered; a flood of invented keys clears it.
+_SHAPES_KEPT = 1000
 _ABSENT = object()
+# A payload shape: (reading key, quantity) pairs in KEYS order, unused keys, has channels.
+_Shape = tuple[tuple[tuple[str, Quantity], ...], tuple[str, ...], bool]
 
 
 class NativeFamily:
@@ -69,6 +73,7 @@ class NativeFamily:
 
     def __init__(self) -> None:
         self._routes: dict[str, tuple[str, bool]] = {}
+        self._shapes: dict[tuple[str, ...], _Shape] = {}
 
     layout: Mapping[str | None, tuple[Quantity, ...]] = {
         None: (Quantity.TEMPERATURE, Quantity.HUMIDITY, Quantity.DOOR, Quantity.SIGNAL),
@@ -91,14 +96,18 @@ class NativeFamily:
         if not telemetry:
             return self._decode_status(device, payload)
         data = parse_json_object(payload)
+        keys = tuple(data)
+        shape = self._shapes.get(keys)
+        if shape is None:
+            shape = self._shape(keys)
+        present, extra, has_channels = shape
         readings: list[Reading] = []
         faults: list[Fault] = []
-        self._collect(device, data, readings, faults)
-        unused: list[str] = []
-        if not data.keys() <= _KNOWN:  # keys that are neither readings nor the envelope
-            unused = [key for key in data if key not in _KNOWN]
-        channels = data.get("channels")
-        if channels is not None:
+        for key, quantity in present:
+            check_value(device, quantity, data[key], readings, faults)
+        unused = list(extra)
+        if has_channels:
+            channels = data["channels"]
             if not isinstance(channels, dict) or len(channels) > _MAX_CHANNELS:
                 raise DecodeError("bad_type", "channels must be an object of up to 32 channels")
             for channel, values in channels.items():
@@ -114,12 +123,26 @@ class NativeFamily:
             if ts_ms is None:
                 raise DecodeError("bad_timestamp", f"ts {str(data['ts'])[:60]!r} is not a time")
         seq = data.get("seq")
-        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+        if seq is not None and type(seq) is not int:  # bool is not an int here
             raise DecodeError("bad_type", "seq must be an integer")
         return Message(
             self.name, device, tuple(readings), tuple(faults), None, ts_ms, None, seq,
-            unused=unused_keys(unused),
+            unused=unused_keys(unused) if unused else (),
         )  # fmt: skip
+
+    def _shape(self, keys: tuple[str, ...]) -> _Shape:
+        """What a payload with these top-level keys (in this order) holds: its readings'
+        keys in :data:`KEYS` order, its unused keys, whether it has channels. Remembered:
+        a fleet's firmware sends a handful of shapes (bounded, like the routes)."""
+        shape = (
+            tuple((key, quantity) for key, quantity in KEYS.items() if key in keys),
+            tuple(key for key in keys if key not in _KNOWN),
+            "channels" in keys,
+        )
+        if len(self._shapes) >= _SHAPES_KEPT:
+            self._shapes.clear()
+        self._shapes[keys] = shape
+        return shape
 
     def _route(self, topic: str) -> tuple[str, bool]:
         """(device id, telemetry rather than status) of a topic, validated; remembered
