@@ -259,9 +259,8 @@ def _run(
     publisher = Publisher(settings.mqtt, "demo-simulator")
     try:
         if not stack.ingester.wait_connected(10):
-            say.say("coldchain demo: the ingester could not connect to Mosquitto")
+            say.say("coldchain demo: the ingester could not connect to Mosquitto and subscribe")
             return 1
-        time.sleep(0.2)  # subscriptions settle before the first device speaks
         publisher.connect()
         assert stack.api is not None
         say.say(

@@ -237,8 +237,14 @@ class Ingester:
         log.info("ingest started: %d topic filters", len(self.router.subscriptions))
 
     def wait_connected(self, timeout: float) -> bool:
-        """Block until the broker accepted us (tests and the demo)."""
-        return self.source.connected.wait(timeout)
+        """Block until the broker accepted us and acknowledged our subscriptions (tests
+        and the demo): from then on nothing published is missed. (Connected alone is not
+        enough: a message published before the SUBSCRIBE lands reaches no one.)"""
+        source = self.source
+        deadline = time.monotonic() + timeout
+        if not source.connected.wait(timeout):
+            return False
+        return source.subscribed.wait(max(0.0, deadline - time.monotonic()))
 
     def retire(self, quiet_s: float = RETIRE_QUIET_S, timeout: float = 600.0) -> bool:
         """Take this member out of its share group for good (``coldchain ingest --retire``).

@@ -20,7 +20,6 @@ each run adds what it injected to :data:`REPORTS`, printed at the end of the ses
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,8 +194,7 @@ class Run:
             self._leftovers()
         self.stack.start(scheduler=False)
         try:
-            assert self.stack.ingester.wait_connected(10)
-            time.sleep(0.2)  # subscriptions settle before the first device speaks
+            assert self.stack.ingester.wait_connected(10)  # and subscribed
             self.publisher.connect()
             self.runner.run()
             self.publisher.disconnect()

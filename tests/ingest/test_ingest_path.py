@@ -83,3 +83,20 @@ def test_bad_input_is_dead_lettered_and_unknown_devices_discovered(
     assert count(influx, "unregistered", "sensor='cc-new-1'") == 1
     assert count(influx, "temperature") == 0
     assert count(influx, "sensor_fault", "code='power_on_reset'") == 1
+
+
+def test_wait_connected_returns_only_once_subscribed_so_the_first_message_lands(
+    influx_settings: Settings, broker: Mosquitto, influx: InfluxV1
+) -> None:
+    """Caught by a flaky API test: ``wait_connected`` returned at the CONNACK, before the
+    broker had our SUBSCRIBE, and a device publishing at once (a new session: nothing
+    queued for us yet) reached no one."""
+    settings = _settings(influx_settings, broker)
+    registry = make_registry(settings.db)
+    with running_ingester(settings, registry) as ingester:
+        assert ingester.source.subscribed.is_set()
+        pub = Publisher(settings.mqtt, "test-first")
+        pub.connect()
+        pub.publish(_native("cc-s042-wic1", TS, 3.4))
+        pub.disconnect()
+        wait_for(lambda: count(influx, "temperature") == 1, what="the first reading")
