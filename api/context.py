@@ -49,8 +49,9 @@ class ApiDeps:
             renders (share the stack's registry to expose ingest and alerting counters).
         ingest_stats: The ingester's counters, for ``/api/v1/health/ingest``.
         mqtt_ready: True while the ingester is connected to the broker (``/readyz``).
-        latest: The latest-value cache ingest feeds when it runs in this process
-            (``/readings/latest`` is then served from memory; see :mod:`api.latest`).
+        latest: The latest-value cache ingest feeds when it runs in this process, or
+            its published observations feed (split mode; ``/readings/latest`` is then
+            served from memory; see :mod:`api.latest`).
     """
 
     settings: Settings

@@ -20,12 +20,17 @@ How it stays equal to what the query would answer:
   are simply absent, as in the query.
 - The look-back window is applied when reading, exactly as the query's ``time >``.
 
-Limits (documented in docs/performance.md): only what *this* process writes after a store
-was primed is seen; run ``coldchain api`` standalone (no cache) if other writers fill the
-same database. Memory is one small tuple per (store, sensor, quantity) ever reported: about
-100 bytes each, ~50 MB at 100k sensors reporting five quantities.
+Standalone ``coldchain api`` (split mode, several ingest processes) gets the same cache
+when ``COLDCHAIN_PUBLISH_OBSERVATIONS`` is set: it then reads the observation batches the
+ingest processes publish once durable (:mod:`coldchain.latest_feed`), and serves nothing
+from memory while that feed is down (:meth:`LatestCache.suspend`). Without either, a
+process would see only what it writes itself, so standalone ``coldchain api`` without the
+feed has no cache and queries InfluxDB every time. Memory is one small tuple per (store,
+sensor, quantity) ever reported: about 100 bytes each, ~50 MB at 100k sensors reporting
+five quantities.
 
-The API finds the cache in ``ApiDeps.latest`` (set by ``ApiServer.for_stack``).
+The API finds the cache in ``ApiDeps.latest`` (set by ``ApiServer.for_stack``, or by
+``coldchain api`` with the feed).
 """
 
 from __future__ import annotations
@@ -51,6 +56,30 @@ class LatestCache:
         self._lock = threading.Lock()
         self._values: dict[str, StoreValues] = {}
         self._primed: set[str] = set()
+        # Fed by another process (split mode, coldchain/latest_feed.py): the feed may drop.
+        # While it is down nothing is served from memory; each suspend or resume starts a
+        # new epoch, and a priming query begun in an earlier epoch primes nothing.
+        self._live = True
+        self._epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        """Read before a priming query; hand it to :meth:`prime`."""
+        return self._epoch
+
+    def suspend(self) -> None:
+        """The feed stopped: readings may be missed from now on, so no store is served
+        from memory until the feed is back (:meth:`resume`) and the store primed again."""
+        with self._lock:
+            self._live = False
+            self._epoch += 1
+            self._primed.clear()
+
+    def resume(self) -> None:
+        """The feed is back and misses nothing from now on: stores may be primed again."""
+        with self._lock:
+            self._live = True
+            self._epoch += 1
 
     def observe(self, batch: Iterable[Any]) -> None:
         """Take a batch of durable ingest observations (``ingest.pipeline.Observation``).
@@ -81,13 +110,16 @@ class LatestCache:
         """Whether ``store``'s history has been merged in (see :meth:`prime`)."""
         return store in self._primed
 
-    def prime(self, store: str, found: Mapping[str, Mapping[Quantity, Entry]]) -> None:
-        """Merge what InfluxDB holds for ``store`` (newest wins) and serve it from memory."""
+    def prime(self, store: str, found: Mapping[str, Mapping[Quantity, Entry]], epoch: int) -> None:
+        """Merge what InfluxDB holds for ``store`` (newest wins) and serve it from memory,
+        unless the feed is down or dropped since the query began (``epoch``, read before
+        it): readings written meanwhile could be in neither."""
         with self._lock:
             for sensor, quantities in found.items():
                 for quantity, (ts_ms, value) in quantities.items():
                     self._put(store, sensor, quantity, ts_ms, value)
-            self._primed.add(store)
+            if self._live and epoch == self._epoch:
+                self._primed.add(store)
 
     def latest(self, store: str, after_ns: int) -> StoreValues:
         """A copy of ``store``'s entries newer than ``after_ns`` (the query's ``time >``).

@@ -100,8 +100,6 @@ class _Supervision:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     """Run the MQTT ingester until SIGTERM/SIGINT (or, with --retire, drain and leave)."""
-    import time
-
     from core.clock import SystemClock
     from core.influx import connect
     from core.metrics import Registry as MetricsRegistry
@@ -116,12 +114,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     holder: list[Ingester] = []
 
     def publish(batch: list[Observation]) -> None:
-        # Durable now: alerting measures its evaluation lag from this (alerting/health.py).
-        durable_at = time.time()
-        # In pieces that stay under the broker's max_packet_size (docs/operations.md).
-        for piece in observations.chunks(batch):
-            payload = observations.encode(piece, durable_at=durable_at)
-            holder[0].source.publish(observations.TOPIC, payload)
+        observations.publish(holder[0].source, batch)
 
     on_durable = publish if settings.publish_observations else None
     metrics = MetricsRegistry()
@@ -319,8 +312,14 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_api(_args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the REST API alone (acks go to the alert book; webhooks need alerting)."""
+    """Serve the REST API alone (acks go to the alert book; webhooks need alerting).
+
+    With ``COLDCHAIN_PUBLISH_OBSERVATIONS`` (split mode: ingest publishes what it stored),
+    ``/readings/latest`` is served from a cache fed by that stream (coldchain/latest_feed.py).
+    """
     from api import ApiDeps, serve
+    from api.latest import LatestCache
+    from coldchain.latest_feed import LatestFeed
     from core.clock import SystemClock
     from core.influx import connect
     from core.metrics import Registry as MetricsRegistry
@@ -329,6 +328,7 @@ def cmd_api(_args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     influx = connect(settings)
     metrics = MetricsRegistry()
+    feed = LatestFeed(settings, LatestCache()) if settings.publish_observations else None
     deps = ApiDeps(
         settings=settings,
         registry=Registry(settings.db),
@@ -336,11 +336,14 @@ def cmd_api(_args: argparse.Namespace, settings: Settings) -> int:
         engine=None,
         clock=SystemClock(),
         metrics=metrics,
+        latest=feed.cache if feed is not None else None,
     )
     host, port = settings.api_host_port
     server = threading.Thread(target=serve, args=(deps, host, port, stop), daemon=True)
     supervision = _Supervision(settings, metrics, "api", server.is_alive)
     supervision.serve()
+    if feed is not None:
+        feed.start()
     server.start()
     try:
         supervision.ready()
@@ -349,6 +352,8 @@ def cmd_api(_args: argparse.Namespace, settings: Settings) -> int:
         supervision.stopping()
         stop.set()
         server.join(30)
+        if feed is not None:
+            feed.stop()
         influx.close()
         supervision.close()
     return 0

@@ -241,6 +241,11 @@ class MqttSource:
     Lifecycle: construct (no I/O), :meth:`start` (the network thread connects and keeps
     reconnecting), :meth:`pause` (stop handing messages over; they stay unacknowledged),
     :meth:`stop` (send what is queued, DISCONNECT; the session stays on the broker).
+
+    ``session_expiry``: how long the broker keeps the session while we are away
+    (:data:`SESSION_EXPIRY_S`; 0 for a consumer that wants nothing of what it missed).
+    ``on_subscribed``: called (network thread) each time the broker acknowledged the
+    subscriptions, so from then on nothing published is missed.
     """
 
     def __init__(
@@ -258,6 +263,8 @@ class MqttSource:
         share_group: str | None = None,
         status_topic: str | None = None,
         on_chunk: Callable[[bool], None] | None = None,
+        on_subscribed: Callable[[], None] | None = None,
+        session_expiry: int = SESSION_EXPIRY_S,
     ) -> None:
         if not 1 <= receive_maximum <= 65_535:
             raise ValueError(f"receive_maximum: {receive_maximum} is not between 1 and 65535")
@@ -267,6 +274,7 @@ class MqttSource:
         self._shared = share_group is not None
         self._handler = handler
         self._on_chunk = on_chunk
+        self._on_subscribed = on_subscribed
         self._on_change = on_connection_change
         self._on_oversized = on_oversized
         self.max_payload = max_payload
@@ -275,7 +283,7 @@ class MqttSource:
         self._connect = connect_packet(
             client_id,
             keepalive=KEEPALIVE_S,
-            session_expiry=SESSION_EXPIRY_S,
+            session_expiry=session_expiry,
             receive_maximum=receive_maximum,
             max_packet_size=self._hold_limit if max_payload and announce_max_packet else None,
             username=target.username,
@@ -738,6 +746,8 @@ class MqttSource:
             if not self.subscribed.is_set():
                 log.info("MQTT subscribed to %d topic filters", len(self.filters))
             self.subscribed.set()
+            if self._on_subscribed is not None:
+                self._on_subscribed()
         elif kind == _DISCONNECT:
             code = data[j] if end > j else 0
             self._gone = "the broker disconnected us: " + _REASONS.get(code, f"reason {code:#x}")

@@ -15,13 +15,24 @@ only arrays, so upgrade (restart) alerting before ingest (docs/operations.md, se
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from core.types import Quantity
 from ingest.pipeline import Observation
 
 TOPIC = "coldchain/v1/_alerting/observations"
+
+
+class Publishing(Protocol):
+    """What :func:`publish` needs: a QoS 1 publish (``ingest.mqtt.MqttSource.publish``)."""
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish, re-sent until the broker acknowledges it."""
+        ...
+
+
 # Observations per MQTT message (~100-150 bytes each as JSON). Too many and one message
 # exceeds the broker's max_packet_size (1 MiB in the configs we ship) and the broker
 # drops the connection; too few and a 5,000-reading batch costs many publishes.
@@ -41,6 +52,15 @@ def encode(batch: Sequence[Observation], durable_at: float | None = None) -> byt
     rows = [[getattr(o, f) for f in _FIELDS] for o in batch]
     body: Any = rows if durable_at is None else {"durable_at": durable_at, "rows": rows}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def publish(source: Publishing, batch: Sequence[Observation]) -> None:
+    """Publish a durable batch (``coldchain ingest`` in split mode), stamped with the time
+    it became durable (alerting measures its evaluation lag from it), in pieces that stay
+    under the broker's ``max_packet_size`` (docs/operations.md)."""
+    durable_at = time.time()
+    for piece in chunks(batch):
+        source.publish(TOPIC, encode(piece, durable_at=durable_at))
 
 
 def decode(payload: bytes) -> list[Observation]:

@@ -90,7 +90,8 @@ def latest(
     """The last value of every quantity of every active sensor of a store.
 
     Served from the latest-value cache when ingest runs in this process (``coldchain
-    run``; see :mod:`api.latest`), else by one InfluxQL statement over the five
+    run``) or publishes its observations (split mode; see :mod:`api.latest`), else by one
+    InfluxQL statement over the five
     measurements, grouped by sensor. Sensors that have not reported within the look-back
     window are listed with no readings.
     """
@@ -101,9 +102,10 @@ def latest(
     if cache is not None and cache.primed(store):
         values = cache.latest(store, _ns(since))
     else:
+        epoch = cache.epoch if cache is not None else 0
         values = _query_latest(ctx, store, since)
         if cache is not None:
-            cache.prime(store, values)
+            cache.prime(store, values, epoch)
     found = {
         sensor: {
             quantity: LatestValue(time=utc_required(ts_ms / 1000), value=value)

@@ -1,6 +1,7 @@
 """The latest-value cache behind ``/readings/latest`` (api/latest.py) against the real
-InfluxDB: it answers exactly what the InfluxDB query answers, and in ``coldchain run``
-ingest feeds it."""
+InfluxDB: it answers exactly what the InfluxDB query answers; in ``coldchain run`` ingest
+feeds it, and in split mode the observations ingest publishes feed a standalone API's
+(coldchain/latest_feed.py), which queries InfluxDB whenever that feed is down."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ import pytest
 from api import ApiServer
 from api.latest import LatestCache
 from coldchain.compose import build_stack
+from coldchain.latest_feed import LatestFeed
 from coldchain.services import Mosquitto
 from core.clock import ManualClock, SystemClock
 from core.influx import InfluxV1
 from core.settings import Settings
 from core.types import Quantity
 from devices.base import Publish
+from ingest import observations
 from ingest.pipeline import Observation
+from ingest.service import Ingester
 from simulator.publisher import Publisher
 from tests.api.conftest import NIGHT, PLACES, Api, api_settings
 from tests.ingest.helpers import wait_for
@@ -186,3 +190,92 @@ def test_latest_window_matches_the_query_bound() -> None:
     assert cache.latest("st", after_ns - 1) == {"s1": {Quantity.TEMPERATURE: (ts, 2.0)}}
     assert cache.latest("st", after_ns) == {}  # `time >` is strict, and it is gone now
     assert cache.latest("st", 0) == {}
+
+
+def test_a_priming_query_from_before_a_feed_drop_primes_nothing() -> None:
+    """A reading written while the feed was down is in neither the feed nor a query that
+    ran before it came back: only a query begun while the feed was live primes."""
+    cache = LatestCache()
+    before = cache.epoch
+    cache.suspend()
+    cache.prime("st", {}, cache.epoch)  # while down: merged, never served from memory
+    assert not cache.primed("st")
+    cache.resume()
+    cache.prime("st", {}, before)  # begun before the drop
+    assert not cache.primed("st")
+    cache.prime("st", {"s1": {Quantity.TEMPERATURE: (NOW_MS, 1.0)}}, cache.epoch)
+    assert cache.primed("st")
+    cache.suspend()
+    assert not cache.primed("st")
+    assert cache.latest("st", 0) == {"s1": {Quantity.TEMPERATURE: (NOW_MS, 1.0)}}
+
+
+def test_split_mode_feeds_a_standalone_api_from_what_ingest_publishes(
+    influx_settings: Settings, influx: InfluxV1, broker: Mosquitto
+) -> None:
+    settings = api_settings(influx_settings, mqtt_url=broker.url, publish_observations=True)
+    seed = Api(settings, influx, SystemClock(), with_engine=False)  # chain, keys, deps
+    holder: list[Ingester] = []
+    ingester = Ingester(
+        settings, seed.deps.registry, influx, SystemClock(),
+        on_durable=lambda batch: observations.publish(holder[0].source, batch),
+    )  # fmt: skip
+    holder.append(ingester)
+    feed = LatestFeed(settings, LatestCache())
+    server = ApiServer(replace(seed.deps, latest=feed.cache), "127.0.0.1", 0)
+    server.start()
+    client = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {seed.keys['admin']}"}
+    )
+    publisher = Publisher(settings.mqtt, "test-split-latest")
+
+    def latest() -> dict[str, Any]:
+        body = client.get("/api/v1/readings/latest", params={"store": "s042"}).json()
+        return {s["sensor"]: s["readings"] for s in body["sensors"]}
+
+    def reading(value: float) -> None:
+        body = {"ts": time.time(), "temperature_c": value}
+        publisher.publish(Publish("coldchain/v1/wic1/telemetry", json.dumps(body).encode()))
+        publisher.flush()
+
+    try:
+        ingester.start()
+        feed.start()
+        assert ingester.wait_connected(10)
+        wait_for(feed.source.subscribed.is_set, 10, "the feed's SUBACK")
+        assert latest()["wic1"] == {}
+        assert feed.cache.primed("s042")
+        # Written behind the API's back: a cache serving from memory does not see it, so
+        # what shows next can only have come through ingest's published observations.
+        now_ms = round(time.time() * 1000)
+        influx.write(f"door,store=s042,asset=s042-wic1,sensor=wic1 value=1 {now_ms}".encode())
+        publisher.connect()
+        reading(4.5)
+        wait_for(lambda: bool(latest()["wic1"]), 20, "the reading in latest")
+        assert set(latest()["wic1"]) == {"temperature"}
+        assert feed.batches >= 1
+
+        # The feed goes down (the broker with it): nothing is served from memory, the
+        # query answers, and it sees what was written behind the API's back.
+        publisher.disconnect()
+        publisher = Publisher(settings.mqtt, "test-split-latest-2")
+        broker.stop()
+        wait_for(lambda: not feed.cache.primed("s042"), 20, "the cache suspended")
+        assert set(latest()["wic1"]) == {"temperature", "door"}
+        assert not feed.cache.primed("s042")  # and no query primes while it is down
+
+        broker.start()
+        wait_for(feed.source.subscribed.is_set, 30, "the feed back")
+        assert set(latest()["wic1"]) == {"temperature", "door"}
+        assert feed.cache.primed("s042")
+        assert ingester.wait_connected(30)
+        publisher.connect()
+        reading(5.25)
+        wait_for(lambda: latest()["wic1"]["temperature"]["value"] == 5.25, 20, "the new reading")
+    finally:
+        publisher.disconnect()
+        client.close()
+        feed.stop()
+        ingester.stop()
+        server.stop()
+        seed.close()

@@ -202,8 +202,10 @@ def test_run_and_api_serve_theirs_on_the_api_port(
     command: str, settings: Settings, twilio: FakeTwilioServer, tmp_path: Path
 ) -> None:
     port = free_port()
+    # Split mode: the standalone API follows the observations ingest publishes.
+    split = {"COLDCHAIN_PUBLISH_OBSERVATIONS": "true"} if command == "api" else {}
     process = Coldchain([command], settings, twilio, tmp_path / f"{command}.log",
-                        COLDCHAIN_API_BIND=f"127.0.0.1:{port}")  # fmt: skip
+                        COLDCHAIN_API_BIND=f"127.0.0.1:{port}", **split)  # fmt: skip
     url = f"http://127.0.0.1:{port}/metrics"
 
     def serving() -> bool:
@@ -226,6 +228,8 @@ def test_run_and_api_serve_theirs_on_the_api_port(
                 "the first tick", lambda: _value(_scrape(url), "coldchain_alerting_is_leader") == 1
             )
             assert "coldchain_ingest_unacked_messages" in families
+        else:  # its latest-value feed (coldchain/latest_feed.py) is subscribed
+            wait_for("the latest-value feed", lambda: "MQTT subscribed" in process.tail(), 30)
         assert process.stop() == 0, process.tail()
     finally:
         process.stop()
