@@ -20,9 +20,10 @@ batches, QoS 1 PUBLISH out for split mode, PINGREQ, DISCONNECT), parses every pa
 baseline in ``bench/bare.py`` and the independent client in the tests.
 
 Threads: one network thread owns the socket (all reads and writes, so TLS is safe). It
-calls the handler for every PUBLISH, in order, and ``on_chunk`` after the messages of each
-read (so that a consumer can hand them on in one go). Other threads hand it acknowledgements and
-publishes through :meth:`ack_many` / :meth:`publish`, which queue bytes and wake it once.
+calls the handler for every PUBLISH, in order, and ``on_chunk`` after the messages of
+each read (so that a consumer can hand them on in one go). Other threads hand it
+acknowledgements and publishes through :meth:`ack_many` / :meth:`publish`, which queue
+bytes and wake it once.
 
 Payload cap (issue 13): CONNECT carries a Maximum Packet Size, so a compliant broker
 discards anything larger instead of sending it; anything between the payload cap and that
