@@ -12,7 +12,10 @@ Exactness rests on one rule: the cache serves a store from memory only while the
 misses nothing. The session is not kept on the broker (expiry 0: what was published
 while the API was away is in InfluxDB, and the next priming query reads it), so the cache
 is suspended from start and on every lost connection, and resumed only once the broker
-acknowledged the subscription; a priming query begun before that primes nothing.
+acknowledged the subscription; a priming query begun before that primes nothing. One
+gap remains: a connection that dies silently (a cut network, not a closed socket) is
+noticed only within the MQTT keepalive (20-30 s), and until then the cache can lag by
+that much.
 """
 
 from __future__ import annotations
