@@ -242,7 +242,8 @@ class SessionLock:
     """A named lock that a process holds for as long as it runs, seen from every host: a
     session-level advisory lock of PostgreSQL on a connection of its own (the lock ends
     with :meth:`release`, or with the connection: the process died, or the database
-    restarted, after which another process may take it).
+    restarted, after which another process may take it; the holder calls :meth:`keep`
+    now and then to take it again).
 
     ``name`` is hashed to the lock's 64-bit key (collisions between two names are as
     likely as for any 64-bit hash: none in practice).
@@ -276,6 +277,36 @@ class SessionLock:
             return False
         self._db = db
         return True
+
+    def keep(self) -> bool:
+        """Whether this process still holds the lock, taking it again when its session
+        ended under it (the database restarted, or the backend was terminated): True when
+        held now, False when another session took it meanwhile (or it was never taken).
+
+        Raises:
+            DatabaseError: the database cannot be reached (whether held is unknown).
+        """
+        db = self._db
+        if db is None:
+            return False
+        try:
+            held = self._held(db)
+        except DatabaseError:  # the session died with the lock; the next statement reconnects
+            held = self._held(db)
+        if held:
+            return True
+        return bool(db.run("SELECT pg_try_advisory_lock(?)", (self.key,)).fetchall()[0][0])
+
+    def _held(self, db: Database) -> bool:
+        """Whether ``db``'s current session holds the lock (a bigint advisory lock is
+        listed with its high half as ``classid`` and its low half as ``objid``)."""
+        rows = db.run(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = pg_backend_pid() AND classid::text::bigint = ((? >> 32) & 4294967295)"
+            " AND objid::text::bigint = (? & 4294967295) AND objsubid = 1",
+            (self.key, self.key),
+        ).fetchall()
+        return bool(rows[0][0])
 
     def release(self) -> None:
         """Give the lock up (closing its connection ends it)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import Clock
-from core.db import SessionLock
+from core.db import DatabaseError, SessionLock
 from core.errors import ConfigError
 from core.influx import TimeSeriesStore
 from core.metrics import Registry as MetricsRegistry
@@ -47,6 +47,10 @@ RETIRE_QUIET_S = 3.0
 # connection. In a share group a member that is not online holds back its share of the
 # readings (docs/operations.md, "Several ingesters"): watch these topics.
 STATUS_TOPIC = "coldchain/v1/_ingest/{client_id}/status"
+# How often the client-id claim in a PostgreSQL registry is checked (and taken again
+# after a database restart, which ends it). Too long leaves the id open to a second
+# ingester that long after a restart; too short costs a query a second for nothing.
+CLAIM_CHECK_S = 10.0
 
 
 class ClaimError(ConfigError):
@@ -72,6 +76,27 @@ class _DatabaseClaim:
 
     def release(self) -> None:
         self._lock.release()
+
+    def keep(self) -> None:
+        """Take the lock again if the database restarted under it (it ends with the
+        session); say so loudly if another ingester took the id meanwhile."""
+        try:
+            held = self._lock.keep()
+        except DatabaseError as exc:
+            log.warning("could not check the claim on %s: %s", self.what, exc)
+            return
+        if held:
+            self.lost = False
+        elif not self.lost:
+            self.lost = True
+            log.error(
+                "%s was taken by another ingester while the registry database restarted; "
+                "two ingesters with one id take the broker session from each other: give "
+                "each member its own COLDCHAIN_INGEST_MEMBER",
+                self.what,
+            )
+
+    lost = False
 
 
 class _Claim:
@@ -101,6 +126,9 @@ class _Claim:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+    def keep(self) -> None:
+        """A flock lasts as long as its descriptor: nothing to do."""
 
 
 class Ingester:
@@ -135,6 +163,7 @@ class Ingester:
             id_claim,
             _Claim(settings.ingest_spool_dir / ".lock", f"spool {settings.ingest_spool_dir}"),
         ]
+        self._claims_kept = time.monotonic()
         self.spool = Spool(settings.ingest_spool_dir, settings.spool_max_mb * 1024 * 1024)
         self._oversized: list[tuple[float, str, str | None, str, str, str]] = []
         self._oversized_lock = threading.Lock()
@@ -216,6 +245,11 @@ class Ingester:
 
     def _housekeeping(self) -> None:
         self.pipeline.housekeeping()
+        now = time.monotonic()
+        if now - self._claims_kept >= CLAIM_CHECK_S:
+            self._claims_kept = now
+            for claim in self._claims:
+                claim.keep()
 
     def start(self) -> None:
         """Claim the client id and the spool, start writing, then start consuming.
