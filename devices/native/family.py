@@ -51,7 +51,10 @@ _MAX_CHANNELS = 32
 # Topics whose device id decode checked, remembered (one per device and kind).
 _ROUTES_KEPT = 100_000
 # Payload shapes (top-level keys in order) remembered; a flood of invented keys clears it.
+# Only shapes whose keys are short in all are kept: a payload of a few huge invented keys
+# must not hold up to a payload's size in memory per entry.
 _SHAPES_KEPT = 1000
+_SHAPE_KEY_CHARS = 256
 _ABSENT = object()
 # A payload shape: (reading key, quantity) pairs in KEYS order, unused keys, has channels.
 _Shape = tuple[tuple[tuple[str, Quantity], ...], tuple[str, ...], bool]
@@ -106,8 +109,7 @@ class NativeFamily:
         for key, quantity in present:
             check_value(device, quantity, data[key], readings, faults)
         unused = list(extra)
-        if has_channels:
-            channels = data["channels"]
+        if has_channels and (channels := data["channels"]) is not None:
             if not isinstance(channels, dict) or len(channels) > _MAX_CHANNELS:
                 raise DecodeError("bad_type", "channels must be an object of up to 32 channels")
             for channel, values in channels.items():
@@ -133,15 +135,16 @@ class NativeFamily:
     def _shape(self, keys: tuple[str, ...]) -> _Shape:
         """What a payload with these top-level keys (in this order) holds: its readings'
         keys in :data:`KEYS` order, its unused keys, whether it has channels. Remembered:
-        a fleet's firmware sends a handful of shapes (bounded, like the routes)."""
+        a fleet's firmware sends a handful of shapes (bounded in number and size)."""
         shape = (
             tuple((key, quantity) for key, quantity in KEYS.items() if key in keys),
             tuple(key for key in keys if key not in _KNOWN),
             "channels" in keys,
         )
-        if len(self._shapes) >= _SHAPES_KEPT:
-            self._shapes.clear()
-        self._shapes[keys] = shape
+        if sum(map(len, keys)) <= _SHAPE_KEY_CHARS:
+            if len(self._shapes) >= _SHAPES_KEPT:
+                self._shapes.clear()
+            self._shapes[keys] = shape
         return shape
 
     def _route(self, topic: str) -> tuple[str, bool]:
