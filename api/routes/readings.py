@@ -91,9 +91,8 @@ def latest(
 
     Served from the latest-value cache when ingest runs in this process (``coldchain
     run``) or publishes its observations (split mode; see :mod:`api.latest`), else by one
-    InfluxQL statement over the five
-    measurements, grouped by sensor. Sensors that have not reported within the look-back
-    window are listed with no readings.
+    InfluxQL statement over the five measurements, grouped by sensor. Sensors that have
+    not reported within the look-back window are listed with no readings.
     """
     who.check_store(store)
     layout = ctx.layouts.get(ctx.deps.registry, store)  # 404 for an unknown store
