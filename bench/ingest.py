@@ -56,7 +56,7 @@ from core.chain import parse_chain
 from core.errors import InfluxError
 from core.influx import InfluxV1
 from core.registry import Registry
-from core.settings import Settings
+from core.settings import Settings, as_env
 from devices.base import Publish
 from simulator.publisher import Publisher
 
@@ -200,13 +200,16 @@ class Contender:
     def _coldchain_env(self, members: int, member: int) -> dict[str, str]:
         assert self.store is not None
         assert self.spool is not None
+        wiring = Settings(
+            mqtt_url=self.broker.url,
+            influx_url=self.bench.influxd.url,
+            influx_db=self.store.database,
+            db=str(self.bench.registry_path),
+            spool_dir=self.spool,
+        )
         env = dict(os.environ)
         env.update(
-            COLDCHAIN_MQTT_URL=self.broker.url,
-            COLDCHAIN_INFLUX_URL=self.bench.influxd.url,
-            COLDCHAIN_INFLUX_DB=self.store.database,
-            COLDCHAIN_DB=str(self.bench.registry_path),
-            COLDCHAIN_SPOOL_DIR=str(self.spool),
+            as_env(wiring),
             COLDCHAIN_LOG_LEVEL="INFO",
             PYTHONPATH=os.pathsep.join(sys.path),
         )

@@ -268,7 +268,7 @@ class SessionLock:
             db.close()
             raise ValueError("SessionLock needs a PostgreSQL database")
         try:
-            held = bool(db.run("SELECT pg_try_advisory_lock(?)", (self.key,)).fetchall()[0][0])
+            held = self._take(db)
         except BaseException:
             db.close()
             raise
@@ -293,8 +293,10 @@ class SessionLock:
             held = self._held(db)
         except DatabaseError:  # the session died with the lock; the next statement reconnects
             held = self._held(db)
-        if held:
-            return True
+        return held or self._take(db)
+
+    def _take(self, db: Database) -> bool:
+        """Take the lock on ``db``'s session if no other session holds it."""
         return bool(db.run("SELECT pg_try_advisory_lock(?)", (self.key,)).fetchall()[0][0])
 
     def _held(self, db: Database) -> bool:

@@ -65,6 +65,7 @@ class _DatabaseClaim:
     def __init__(self, url: str, client_id: str) -> None:
         self.what = f"id {client_id}"
         self._lock = SessionLock(url, f"coldchain-mqtt-client-id:{client_id}")
+        self.lost = False  # another ingester took the id (said once, in the log)
 
     def acquire(self) -> None:
         if not self._lock.try_acquire():
@@ -95,8 +96,6 @@ class _DatabaseClaim:
                 "each member its own COLDCHAIN_INGEST_MEMBER",
                 self.what,
             )
-
-    lost = False
 
 
 class _Claim:

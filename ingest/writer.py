@@ -1,10 +1,11 @@
 """The batch writer: lines in, durable out, then acknowledge (STYLE.md §3).
 
-Producers (the MQTT network thread) :meth:`submit` the lines of one message with its ack
-token. The writer thread flushes a batch when it holds ``batch_size`` lines or its oldest
-line is ``interval`` old, and only after the batch is durable does it acknowledge the
-messages, all of the batch's tokens in one call (one write to the broker per batch, not
-one wake-up of the network thread per message):
+The producer (the MQTT network thread) hands over the lines and ack tokens of each receive
+chunk's messages (:meth:`submit_many`). The writer thread flushes a batch when it holds
+``batch_size`` lines, when its oldest line is ``interval`` old, or when the producer is
+caught up with enough pending (:data:`CAUGHT_UP_FLUSH`), and only after the batch is
+durable does it acknowledge the messages, all of the batch's tokens in one call (one
+write to the broker per batch, not one wake-up of the network thread per message):
 
 - written to InfluxDB -> ack;
 - InfluxDB unavailable (refused, timeout, 429, 5xx) or misconfigured (401/403/404) ->
@@ -108,7 +109,7 @@ class BatchWriter:
         self._on_rejected = on_rejected
         self._on_durable = on_durable
         self._housekeeping = housekeeping
-        # A plain Lock under the Condition: submit() takes it once per message, directly
+        # A plain Lock under the Condition: submit_many() takes it once per chunk, directly
         # (the Condition's own __enter__ is a Python call more), and an RLock costs more.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -123,10 +124,6 @@ class BatchWriter:
         self._update_spool_gauges()
 
     # -- producer side ----------------------------------------------------------------
-
-    def submit(self, lines: list[str], token: Any, ts_ms: int | None, events: list[Any]) -> None:
-        """Queue one message's lines; its token is acked once they are durable."""
-        self.submit_many(lines, [token], [] if ts_ms is None else [ts_ms], events)
 
     def submit_many(
         self,

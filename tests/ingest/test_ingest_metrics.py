@@ -52,12 +52,12 @@ def test_unacked_messages_count_what_waits_to_be_durable(tmp_path: Path) -> None
     stats.watch_writer(writer.depth, inflight_limit=50, spool_limit=1_000_000)
     assert _gauges(metrics) == (0, 0)
     for n in range(3):  # three messages, two points each
-        writer.submit([f"t,s=a value={n} {n}", f"h,s=a value={n} {n}"], f"token{n}", None, [])
+        writer.submit_many([f"t,s=a value={n} {n}", f"h,s=a value={n} {n}"], [f"token{n}"], [], [])
     assert _gauges(metrics) == (3, 6)  # pending
     writer.start()
     try:
         assert store.writing.wait(5)
-        writer.submit(["t,s=b value=9 9"], "token9", None, [])
+        writer.submit_many(["t,s=b value=9 9"], ["token9"], [], [])
         assert _gauges(metrics) == (4, 1)  # three being written, one pending
         store.release.set()
         wait_for(lambda: len(acked) == 4, what="4 acks")

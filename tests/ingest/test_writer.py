@@ -68,7 +68,7 @@ def test_acks_follow_the_write(tmp_path: Path) -> None:
     store = FakeStore()
     writer, acked, _ = _writer(tmp_path, store)
     for i in range(25):
-        writer.submit([f"m v={i} {i}"], i, None, [])
+        writer.submit_many([f"m v={i} {i}"], [i], [], [])
     wait_for(lambda: len(acked) == 25)
     writer.stop()
     assert acked == list(range(25))
@@ -102,7 +102,7 @@ def test_rejected_lines_are_isolated_by_bisection(tmp_path: Path) -> None:
     writer, acked, rejected = _writer(tmp_path, store)
     lines = [f"good v={i} {i}" for i in range(9)]
     lines.insert(4, "bad v=1i 4")
-    writer.submit(lines, "token", None, [])
+    writer.submit_many(lines, ["token"], [], [])
     wait_for(lambda: acked == ["token"])
     writer.stop()
     assert sorted(store.lines) == sorted(lines[:4] + lines[5:])
@@ -114,7 +114,7 @@ def test_too_large_is_split(tmp_path: Path) -> None:
     store = FakeStore()
     store.max_lines = 3
     writer, acked, rejected = _writer(tmp_path, store)
-    writer.submit([f"m v={i} {i}" for i in range(10)], "t", None, [])
+    writer.submit_many([f"m v={i} {i}" for i in range(10)], ["t"], [], [])
     wait_for(lambda: acked == ["t"])
     writer.stop()
     assert len(store.lines) == 10
@@ -126,7 +126,7 @@ def test_outage_spools_acks_and_drains_in_order(tmp_path: Path) -> None:
     store.mode = "down"
     writer, acked, _ = _writer(tmp_path, store)
     for i in range(30):
-        writer.submit([f"m v={i} {i}"], i, None, [])
+        writer.submit_many([f"m v={i} {i}"], [i], [], [])
     wait_for(lambda: len(acked) == 30)
     assert store.lines == []
     store.mode = "ok"
@@ -139,7 +139,7 @@ def test_missing_database_is_created_before_the_drain(tmp_path: Path) -> None:
     store = FakeStore()
     store.mode = "nodb"
     writer, acked, _ = _writer(tmp_path, store)
-    writer.submit(["m v=1 1"], 1, None, [])
+    writer.submit_many(["m v=1 1"], [1], [], [])
     wait_for(lambda: store.lines == ["m v=1 1"], 30)
     writer.stop()
     assert store.ensured == 1
